@@ -1,0 +1,136 @@
+import { PreforkError } from '../errors.js';
+
+/**
+ * The control channel between the parent and one child is a dedicated AF_UNIX socketpair (an extra
+ * stdio entry), carrying fixed 8-byte binary frames:
+ *
+ * ```
+ * offset 0  u8   type      (one of ORDER / STOP from the parent, or a STATUS from the child)
+ * offset 1  u8   reserved  (0)
+ * offset 2  u16  argument  (the listener index of an accept order or answer)
+ * offset 4  u32  length    (bytes of UTF-8 JSON payload that follow; 0 for every hot-path frame)
+ * ```
+ *
+ * Frames on the dispatch path (accept order, accepted, nothing, done) never carry a payload, so
+ * they are written from preallocated buffers and decoded without allocating.
+ */
+export const FRAME_HEADER_SIZE = 8;
+
+/** Largest payload a frame may carry; anything bigger means the stream is corrupt. */
+export const MAX_PAYLOAD_SIZE = 1 << 20;
+
+/** Frames the parent sends to a child. */
+export const Order = {
+  /** Accept one connection from listener `argument` now, then answer ACCEPTED or NOTHING. */
+  ACCEPT: 1,
+  /** Take no more orders, finish the current connections, run `close`, exit 0. */
+  STOP: 2,
+} as const;
+
+/** Frames a child sends to the parent. */
+export const Status = {
+  /** Startup is complete (`init` ran): the child is idle. Sent once, unprompted. */
+  READY: 16,
+  /** Answer to ACCEPT: accept() returned a connection, which the child now serves. */
+  ACCEPTED: 17,
+  /** Answer to ACCEPT: accept() found nothing (EAGAIN and friends); the child is idle again. */
+  NOTHING: 18,
+  /** A connection is finished; sent unprompted. */
+  DONE: 19,
+  /** The handler asked for the whole server to stop. Payload: `{ reason?, token? }`. */
+  SHUTDOWN_REQUEST: 20,
+  /** The child will exit once its connections are done (it asked to be retired). Payload: `{ reason? }`. */
+  EXITING: 21,
+  /** A handler call threw or rejected. Payload: `{ message, stack?, where, code? }`. */
+  ERROR: 22,
+  /** The handler module failed to load or its `init` threw; the child exits. Payload like ERROR. */
+  INIT_FAILED: 23,
+  /** A log line from the child's logger. Payload: `{ level, message, fields? }`. */
+  LOG: 24,
+} as const;
+
+/** A frame type number. */
+export type FrameType = (typeof Order)[keyof typeof Order] | (typeof Status)[keyof typeof Status];
+
+const KNOWN_TYPES = new Set<number>([...Object.values(Order), ...Object.values(Status)]);
+
+/** Encodes one frame. Hot-path callers should use {@link constantFrame} instead. */
+export function encodeFrame(type: FrameType, argument = 0, payload?: unknown): Buffer {
+  const body = payload === undefined ? undefined : Buffer.from(JSON.stringify(payload), 'utf8');
+  const length = body ? body.length : 0;
+  if (length > MAX_PAYLOAD_SIZE) {
+    throw new PreforkError('PREFORK_ERR_CHANNEL', `frame payload of ${length} bytes exceeds ${MAX_PAYLOAD_SIZE}`);
+  }
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_SIZE + length);
+  frame.writeUInt8(type, 0);
+  frame.writeUInt8(0, 1);
+  frame.writeUInt16LE(argument, 2);
+  frame.writeUInt32LE(length, 4);
+  if (body) body.copy(frame, FRAME_HEADER_SIZE);
+  return frame;
+}
+
+const constantFrames = new Map<number, Buffer>();
+
+/**
+ * A shared, never-modified buffer for a payload-less frame. Sockets may hold on to a written
+ * buffer until it is flushed; that is safe here because its bytes never change.
+ */
+export function constantFrame(type: FrameType, argument = 0): Buffer {
+  const key = type * 65536 + argument;
+  let frame = constantFrames.get(key);
+  if (!frame) {
+    frame = encodeFrame(type, argument);
+    constantFrames.set(key, frame);
+  }
+  return frame;
+}
+
+/** Receives each decoded frame. `payload` is undefined for frames without one. */
+export type FrameListener = (type: number, argument: number, payload: unknown) => void;
+
+/**
+ * Turns a byte stream into frames, whatever way the stream was cut into chunks. Frames without a
+ * payload are decoded straight from the chunk; only a frame split across chunks is copied.
+ */
+export class FrameDecoder {
+  readonly #onFrame: FrameListener;
+  #pending: Buffer | undefined;
+
+  constructor(onFrame: FrameListener) {
+    this.#onFrame = onFrame;
+  }
+
+  /** Feeds bytes; calls the listener for every complete frame. Throws PREFORK_ERR_CHANNEL on garbage. */
+  push(chunk: Buffer): void {
+    let data = chunk;
+    if (this.#pending) {
+      data = Buffer.concat([this.#pending, chunk]);
+      this.#pending = undefined;
+    }
+    let offset = 0;
+    const end = data.length;
+    while (end - offset >= FRAME_HEADER_SIZE) {
+      const type = data[offset]!;
+      const argument = data[offset + 2]! | (data[offset + 3]! << 8);
+      const length = data.readUInt32LE(offset + 4);
+      if (!KNOWN_TYPES.has(type) || data[offset + 1] !== 0 || length > MAX_PAYLOAD_SIZE) {
+        throw new PreforkError('PREFORK_ERR_CHANNEL', `corrupt frame on the control channel (type ${type}, length ${length})`);
+      }
+      if (end - offset - FRAME_HEADER_SIZE < length) break;
+      let payload: unknown;
+      if (length > 0) {
+        const text = data.toString('utf8', offset + FRAME_HEADER_SIZE, offset + FRAME_HEADER_SIZE + length);
+        try {
+          payload = JSON.parse(text);
+        } catch (error) {
+          throw new PreforkError('PREFORK_ERR_CHANNEL', `frame of type ${type} carries a payload that is not JSON`, { cause: error });
+        }
+      }
+      offset += FRAME_HEADER_SIZE + length;
+      this.#onFrame(type, argument, payload);
+    }
+    // Copy the tail: it must not pin (or alias) the whole chunk it came from.
+    if (offset < end) this.#pending = Buffer.from(data.subarray(offset));
+  }
+}

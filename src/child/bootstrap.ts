@@ -1,0 +1,26 @@
+import { PreforkError } from '../errors.js';
+import type { LogLevel } from './types.js';
+
+/** What the parent tells a new child, through the PREFORK_CHILD environment variable. */
+export interface ChildBootstrap {
+  id: number;
+  generation: number;
+  /** Absolute path of the handler module. */
+  handler: string;
+  protocol: string;
+  protocolOptions: Record<string, unknown>;
+  /** How many listening sockets the child inherited (fds 4, 5, ...). */
+  listeners: number;
+  slots: number;
+  logLevel: LogLevel;
+}
+
+/** Reads and removes PREFORK_CHILD, so that the handler's own subprocesses do not see it. */
+export function readBootstrap(env: NodeJS.ProcessEnv = process.env): ChildBootstrap {
+  const text = env.PREFORK_CHILD;
+  delete env.PREFORK_CHILD;
+  if (!text) {
+    throw new PreforkError('PREFORK_ERR_POOL_STATE', 'this is the prefork child runtime: the pool starts it, it is not run by hand (PREFORK_CHILD is not set)');
+  }
+  return JSON.parse(text) as ChildBootstrap;
+}

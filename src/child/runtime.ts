@@ -1,0 +1,220 @@
+import { Socket } from 'node:net';
+import { pathToFileURL } from 'node:url';
+import { constantFrame, encodeFrame, FrameDecoder, Order, Status, type FrameType } from '../channel/frames.js';
+import { PreforkError, toError } from '../errors.js';
+import * as native from '../native/index.js';
+import { protocolFactory } from '../protocols/index.js';
+import type { ChildBootstrap } from './bootstrap.js';
+import type { ChildContext, HandlerModule, Logger, LogLevel, ProtocolAdapter } from './types.js';
+
+/** The control channel's fd in a child (stdio index 3). */
+const CHANNEL_FD = 3;
+/** The first listening socket's fd (stdio index 4). */
+const LISTENER_FD_BASE = 4;
+/** Exit codes of a child. 3: the handler cannot start (the parent must not respawn blindly). */
+const EXIT_OK = 0;
+const EXIT_INIT_FAILED = 3;
+const EXIT_UNCAUGHT = 70;
+
+const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+
+/**
+ * The child's side of the model: load the handler once, report idle, then wait for orders. On an
+ * accept order, accept() without blocking and answer only after it returned; report DONE when a
+ * connection is finished. When the parent goes away (even killed), finish the current
+ * connections and exit: no orphans.
+ */
+export class ChildRuntime {
+  readonly #boot: ChildBootstrap;
+  readonly #channel: Socket;
+  readonly #listenerFds: number[] = [];
+  #handler: HandlerModule = {};
+  #adapter: ProtocolAdapter | undefined;
+  #ctx!: ChildContext;
+  #active = 0;
+  #connections = 0;
+  #stopping = false;
+  #exiting = false;
+  #ready = false;
+
+  constructor(boot: ChildBootstrap) {
+    this.#boot = boot;
+    // Inherited descriptors arrive without close-on-exec; the handler's own subprocesses must not
+    // inherit the listening sockets or the control channel.
+    native.setCloexec(CHANNEL_FD, true);
+    for (let i = 0; i < boot.listeners; i++) {
+      const fd = LISTENER_FD_BASE + i;
+      native.setCloexec(fd, true);
+      native.setNonblocking(fd, true);
+      this.#listenerFds.push(fd);
+    }
+    this.#channel = new Socket({ fd: CHANNEL_FD, readable: true, writable: true });
+    const decoder = new FrameDecoder((type, argument) => this.#onOrder(type, argument));
+    this.#channel.on('data', (chunk: Buffer) => {
+      try {
+        decoder.push(chunk);
+      } catch (error) {
+        process.stderr.write(`prefork child ${boot.id}: ${toError(error).message}\n`);
+        this.#parentGone();
+      }
+    });
+    // EOF or an error on the channel: the parent is gone (or closed it); stop taking orders.
+    this.#channel.on('end', () => this.#parentGone());
+    this.#channel.on('close', () => this.#parentGone());
+    this.#channel.on('error', () => this.#parentGone());
+  }
+
+  /** Loads the handler, runs `init`, creates the protocol adapter and reports READY. */
+  async start(): Promise<void> {
+    this.#ctx = this.#createContext();
+    process.on('uncaughtException', (error) => this.#uncaught(error));
+    process.on('unhandledRejection', (reason) => this.#uncaught(reason));
+    try {
+      const loaded = (await import(pathToFileURL(this.#boot.handler).href)) as HandlerModule & { default?: HandlerModule };
+      // A CommonJS module arrives as `default`; an ES module's named exports are on the namespace.
+      const exports = loaded.connection || loaded.request || loaded.init ? loaded : loaded.default && typeof loaded.default === 'object' ? loaded.default : typeof loaded.default === 'function' ? { request: loaded.default as never } : loaded;
+      this.#handler = exports;
+      this.#adapter = protocolFactory(this.#boot.protocol)({
+        handler: this.#handler,
+        ctx: this.#ctx,
+        options: this.#boot.protocolOptions,
+        reportError: (error, where) => this.#reportError(error, where),
+      });
+      await this.#handler.init?.(this.#ctx);
+    } catch (error) {
+      const err = toError(error);
+      this.#channel.end(encodeFrame(Status.INIT_FAILED, 0, { message: err.message, stack: err.stack, code: (err as { code?: string }).code, where: 'init' }), () => process.exit(EXIT_INIT_FAILED));
+      return;
+    }
+    this.#ready = true;
+    if (this.#stopping) {
+      void this.#finish();
+      return;
+    }
+    this.#send(Status.READY);
+  }
+
+  #createContext(): ChildContext {
+    const runtime = this;
+    const threshold = RANK[this.#boot.logLevel] ?? RANK.info;
+    const log = (level: LogLevel) => (message: string, fields?: Record<string, unknown>) => {
+      if (RANK[level] > threshold) return;
+      runtime.#sendPayload(Status.LOG, { level, message: String(message), fields });
+    };
+    const logger: Logger = { error: log('error'), warn: log('warn'), info: log('info'), debug: log('debug') };
+    return {
+      id: this.#boot.id,
+      pid: process.pid,
+      generation: this.#boot.generation,
+      logger,
+      get connections() {
+        return runtime.#connections;
+      },
+      requestShutdown(reason?: string, token?: string) {
+        runtime.#sendPayload(Status.SHUTDOWN_REQUEST, { reason, token });
+      },
+      retire(reason?: string) {
+        runtime.#sendPayload(Status.EXITING, { reason });
+        runtime.#stop();
+      },
+    };
+  }
+
+  #onOrder(type: number, argument: number): void {
+    if (type === Order.ACCEPT) this.#accept(argument);
+    else if (type === Order.STOP) this.#stop();
+  }
+
+  /** The accept order: one non-blocking accept, then the answer; never blocks, never throws. */
+  #accept(listener: number): void {
+    const fd = this.#listenerFds[listener];
+    let connection = -1;
+    if (fd !== undefined && !this.#stopping) {
+      try {
+        connection = native.accept(fd);
+      } catch (error) {
+        // EMFILE and friends: this child cannot take the connection now; it stays in the backlog.
+        this.#reportError(error, 'accept');
+      }
+    }
+    if (connection < 0) {
+      this.#send(Status.NOTHING, listener);
+      return;
+    }
+    this.#active++;
+    this.#connections++;
+    this.#send(Status.ACCEPTED, listener);
+    let socket: Socket;
+    try {
+      socket = new Socket({ fd: connection, readable: true, writable: true });
+    } catch (error) {
+      native.close(connection);
+      this.#reportError(error, 'accept');
+      this.#connectionDone();
+      return;
+    }
+    this.#adapter!.handle(socket).then(this.#connectionDone, (error: unknown) => {
+      this.#reportError(error, 'connection');
+      this.#connectionDone();
+    });
+  }
+
+  #connectionDone = (): void => {
+    this.#active--;
+    this.#send(Status.DONE);
+    if (this.#stopping && this.#active === 0) void this.#finish();
+  };
+
+  #stop(): void {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#adapter?.stop?.();
+    if (this.#active === 0 && this.#ready) void this.#finish();
+  }
+
+  #parentGone(): void {
+    if (this.#exiting) return;
+    this.#stop();
+  }
+
+  async #finish(): Promise<void> {
+    if (this.#exiting) return;
+    this.#exiting = true;
+    try {
+      await this.#handler.close?.(this.#ctx);
+    } catch (error) {
+      this.#reportError(error, 'close');
+    }
+    if (this.#channel.writable) this.#channel.end(() => process.exit(EXIT_OK));
+    else process.exit(EXIT_OK);
+  }
+
+  #reportError(error: unknown, where: string): void {
+    const err = toError(error);
+    this.#sendPayload(Status.ERROR, { message: err.message, stack: err.stack, code: (err as { code?: string }).code, where });
+  }
+
+  #uncaught(error: unknown): void {
+    // Some callback of the handler threw outside any promise we await: the child's state is
+    // unknown, so report it and exit; the pool replaces the child.
+    const err = toError(error);
+    process.stderr.write(`prefork child ${this.#boot.id}: uncaught ${err.stack ?? err.message}\n`);
+    this.#reportError(err, 'uncaught');
+    if (this.#channel.writable) this.#channel.end(() => process.exit(EXIT_UNCAUGHT));
+    else process.exit(EXIT_UNCAUGHT);
+  }
+
+  #send(type: FrameType, argument = 0): void {
+    if (this.#channel.writable) this.#channel.write(constantFrame(type, argument));
+  }
+
+  #sendPayload(type: FrameType, payload: unknown): void {
+    if (!this.#channel.writable) return;
+    try {
+      this.#channel.write(encodeFrame(type, 0, payload));
+    } catch (error) {
+      if (!(error instanceof PreforkError)) throw error;
+      this.#channel.write(encodeFrame(type, 0, { message: 'payload too large to report', where: 'channel' }));
+    }
+  }
+}

@@ -1,0 +1,89 @@
+import type { Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** The log levels prefork knows, most severe first. */
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/**
+ * Anything with these four methods can be a prefork logger: `console`, pino, or the JSON-lines
+ * logger of {@link createLogger}. The second argument carries structured fields.
+ */
+export interface Logger {
+  error(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  debug(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** What a handler sees of the child it runs in. One context per child, created before `init`. */
+export interface ChildContext {
+  /** The child's number within its pool, unique for the pool's lifetime (1, 2, 3, ...). */
+  readonly id: number;
+  /** The child's process id. */
+  readonly pid: number;
+  /** The pool generation the child belongs to; it grows by one on every reload. */
+  readonly generation: number;
+  /** Logs one line to the parent's log, tagged with the child's id. */
+  readonly logger: Logger;
+  /** Connections this child has accepted so far. */
+  readonly connections: number;
+  /**
+   * Asks the parent to stop the whole server (the parent's `onShutdownRequest` hook may veto).
+   * Only children run handlers, so this is where an application asks for a shutdown.
+   */
+  requestShutdown(reason?: string, token?: string): void;
+  /** Asks the parent to retire this child once its current connections are done (it is replaced). */
+  retire(reason?: string): void;
+}
+
+/** A raw-protocol handler: called once per accepted connection with the connected socket. */
+export type ConnectionHandler = (socket: Socket, ctx: ChildContext) => void | Promise<void>;
+
+/** An HTTP or SCGI handler: Node's request/response interface, so `http.createServer` listeners work. */
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse, ctx: ChildContext) => void | Promise<void>;
+
+/**
+ * The module named by the `handler` option. It is loaded once per child.
+ * `connection` serves the raw protocol, `request` the HTTP and SCGI protocols.
+ */
+export interface HandlerModule {
+  /** Called once after the child started, before it reports idle. A throw stops the server from starting. */
+  init?(ctx: ChildContext): void | Promise<void>;
+  /** Called once before the child exits (after its last connection). */
+  close?(ctx: ChildContext): void | Promise<void>;
+  /** Raw protocol: one call per connection. */
+  connection?: ConnectionHandler;
+  /** HTTP / SCGI protocols: one call per request. */
+  request?: RequestHandler;
+}
+
+/** Reports an error from a handler to the parent (it reaches the `onChildError` hook). */
+export type ErrorReporter = (error: unknown, where: string) => void;
+
+/**
+ * A protocol adapter turns an accepted socket into calls of the handler. The child runtime creates
+ * one adapter per child and gives it every socket it accepts.
+ */
+export interface ProtocolAdapter {
+  /**
+   * Serves one accepted connection. Resolves when the connection is finished: the socket is closed
+   * and every handler call it caused has settled. Never rejects: errors go to the reporter.
+   */
+  handle(socket: Socket): Promise<void>;
+  /**
+   * Called when the child is told to stop: finish requests in flight, close idle keep-alive
+   * connections, refuse to start new requests on existing connections.
+   */
+  stop?(): void;
+}
+
+/** What a protocol factory receives. `options` is the protocol's own section of the config. */
+export interface ProtocolContext<Options = Record<string, unknown>> {
+  readonly handler: HandlerModule;
+  readonly ctx: ChildContext;
+  readonly options: Options;
+  readonly reportError: ErrorReporter;
+}
+
+/** Creates a child's adapter for one protocol. Throws PREFORK_ERR_HANDLER_INVALID if the handler lacks what it needs. */
+export type ProtocolFactory<Options = Record<string, unknown>> = (context: ProtocolContext<Options>) => ProtocolAdapter;

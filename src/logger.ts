@@ -1,0 +1,69 @@
+import type { Logger, LogLevel } from './child/types.js';
+
+export type { Logger, LogLevel } from './child/types.js';
+
+const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+
+/** Options of {@link createLogger}. */
+export interface LoggerOptions {
+  /** Lines less severe than this are dropped. @default "info" */
+  level?: LogLevel;
+  /** `json`: one JSON object a line; `pretty`: readable text; `auto`: pretty on a TTY, JSON elsewhere. @default "auto" */
+  format?: 'json' | 'pretty' | 'auto';
+  /** Where lines go. @default process.stderr */
+  stream?: { write(line: string): unknown; isTTY?: boolean };
+  /** Fields added to every line (e.g. `{ pid }`). */
+  base?: Record<string, unknown>;
+}
+
+/** A logger whose output stream can be swapped (log reopening on SIGUSR1). */
+export interface StreamLogger extends Logger {
+  /** Replaces the output stream. */
+  setStream(stream: { write(line: string): unknown; isTTY?: boolean }): void;
+  /** The level in force. */
+  readonly level: LogLevel;
+}
+
+/** Creates prefork's default logger: JSON lines by default, readable text on a terminal. */
+export function createLogger(options: LoggerOptions = {}): StreamLogger {
+  const level = options.level ?? 'info';
+  const threshold = RANK[level];
+  let stream = options.stream ?? process.stderr;
+  const base = options.base ?? {};
+  const pretty = () => options.format === 'pretty' || (options.format !== 'json' && stream.isTTY === true);
+
+  function write(lineLevel: LogLevel, message: string, fields?: Record<string, unknown>): void {
+    if (RANK[lineLevel] > threshold) return;
+    const time = new Date();
+    if (pretty()) {
+      const extra = { ...base, ...fields };
+      const rest = Object.entries(extra)
+        .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
+        .join(' ');
+      stream.write(`${time.toISOString()} ${lineLevel.toUpperCase().padEnd(5)} ${message}${rest ? ` ${rest}` : ''}\n`);
+    } else {
+      stream.write(`${JSON.stringify({ time: time.toISOString(), level: lineLevel, msg: message, ...base, ...fields })}\n`);
+    }
+  }
+
+  return {
+    get level() {
+      return level;
+    },
+    error: (message, fields) => write('error', message, fields),
+    warn: (message, fields) => write('warn', message, fields),
+    info: (message, fields) => write('info', message, fields),
+    debug: (message, fields) => write('debug', message, fields),
+    setStream(next) {
+      stream = next;
+    },
+  };
+}
+
+/** A logger that drops everything. */
+export const silentLogger: Logger = Object.freeze({
+  error() {},
+  warn() {},
+  info() {},
+  debug() {},
+});

@@ -1,0 +1,150 @@
+import type { ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
+import { constantFrame, Order } from '../channel/frames.js';
+
+/**
+ * A child's state, as the parent sees it:
+ *
+ * ```
+ * starting ──READY──▶ idle ──order──▶ accepting ──ACCEPTED──▶ busy ──DONE──▶ idle
+ *                      ▲                  │ NOTHING                (idle again at once when
+ *                      └──────────────────┘                         slots > 1 and one is free)
+ * any state ──stop/retire──▶ stopping ──exit──▶ exited
+ * ```
+ */
+export type ChildState = 'starting' | 'idle' | 'accepting' | 'busy' | 'stopping' | 'exited';
+
+/** Which deadline a child missed. */
+export type ChildTimeoutKind = 'start' | 'accept' | 'stop';
+
+/** A read-only view of a child, as hooks and plugins receive it. */
+export interface ChildInfo {
+  /** Unique within the pool's lifetime: 1, 2, 3, ... in spawn order. */
+  readonly id: number;
+  readonly pid: number;
+  readonly generation: number;
+  readonly state: ChildState;
+  /** Connections the child holds now (at most `slots`). */
+  readonly active: number;
+  readonly slots: number;
+  /** Connections accepted so far. */
+  readonly accepted: number;
+  /** Connections finished so far. */
+  readonly served: number;
+  /** When the process was forked (ms since the epoch). */
+  readonly startedAt: number;
+  /** When it reported ready, or 0. */
+  readonly readyAt: number;
+  /** When it last became idle (ms since the epoch), or 0. */
+  readonly idleSince: number;
+  /** Why it is stopping, if it is. */
+  readonly stopReason: string | undefined;
+  /** The last bytes the child wrote to stderr, for crash reports. */
+  stderrTail(): string;
+}
+
+/** What the pool passes to `beforeSpawn`; taps may edit `env` and `execArgv`. */
+export interface SpawnRequest {
+  readonly id: number;
+  readonly generation: number;
+  env: Record<string, string | undefined>;
+  execArgv: string[];
+}
+
+/** How a child ended, as `onChildExit` reports it. */
+export interface ChildExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** The state it was in when it died. */
+  state: ChildState;
+  /** Connections it had accepted but not finished: lost. */
+  lost: number;
+  /** True when it exited before reporting ready (a failed start). */
+  failedStart: boolean;
+  /** True when the pool asked it to stop (retire, reload, shutdown) or killed it on a timeout. */
+  expected: boolean;
+  /** Milliseconds from fork to exit. */
+  lifetimeMs: number;
+}
+
+const STDERR_TAIL_BYTES = 4096;
+
+/** The parent's record of one child process. Only the pool changes it. */
+export class Child implements ChildInfo {
+  readonly id: number;
+  readonly generation: number;
+  readonly slots: number;
+  readonly process: ChildProcess;
+  readonly channel: Socket;
+  readonly startedAt: number;
+  pid: number;
+  state: ChildState = 'starting';
+  active = 0;
+  accepted = 0;
+  served = 0;
+  readyAt = 0;
+  idleSince = 0;
+  stopReason: string | undefined;
+  /** The listener of the outstanding accept order, or -1. */
+  orderListener = -1;
+  /** When the current deadline (start, accept or stop) expires, ms since the epoch; 0 = none. */
+  deadline = 0;
+  /** Whether the pool itself asked this child to go (so its exit is no crash). */
+  expectedExit = false;
+  #stderr: Buffer[] = [];
+  #stderrBytes = 0;
+
+  constructor(id: number, generation: number, slots: number, child: ChildProcess, channel: Socket, startedAt: number) {
+    this.id = id;
+    this.generation = generation;
+    this.slots = slots;
+    this.process = child;
+    this.channel = channel;
+    this.startedAt = startedAt;
+    this.pid = child.pid ?? -1;
+  }
+
+  /** Orders the child to accept one connection from listener `listener`. */
+  orderAccept(listener: number): void {
+    this.channel.write(constantFrame(Order.ACCEPT, listener));
+  }
+
+  /** Tells the child to finish its connections and exit. */
+  orderStop(): void {
+    if (!this.channel.destroyed && this.channel.writable) this.channel.write(constantFrame(Order.STOP));
+  }
+
+  /** True when the child can take an accept order. */
+  get canAccept(): boolean {
+    return this.state === 'idle';
+  }
+
+  /** Keeps the last few KiB the child wrote to stderr. */
+  recordStderr(chunk: Buffer): void {
+    this.#stderr.push(chunk);
+    this.#stderrBytes += chunk.length;
+    while (this.#stderrBytes - this.#stderr[0]!.length >= STDERR_TAIL_BYTES) {
+      this.#stderrBytes -= this.#stderr.shift()!.length;
+    }
+  }
+
+  stderrTail(): string {
+    const text = Buffer.concat(this.#stderr).toString('utf8');
+    return text.length > STDERR_TAIL_BYTES ? text.slice(-STDERR_TAIL_BYTES) : text;
+  }
+
+  /** A plain snapshot for stats and logs. */
+  toJSON(): Record<string, unknown> {
+    return {
+      id: this.id,
+      pid: this.pid,
+      generation: this.generation,
+      state: this.state,
+      active: this.active,
+      slots: this.slots,
+      accepted: this.accepted,
+      served: this.served,
+      startedAt: this.startedAt,
+    };
+  }
+}

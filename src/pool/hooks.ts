@@ -1,0 +1,186 @@
+import { AsyncSeriesHook, SyncBailHook, SyncHook, SyncWaterfallHook } from 'tapable';
+import type { ChildInfo, ChildExitInfo, ChildTimeoutKind, SpawnRequest } from './Child.js';
+import type { PoolStats } from './stats.js';
+
+/** What `beforeDispatch` is asked about: one connection waiting on one listener. Reused, do not keep it. */
+export interface DispatchRequest {
+  /** Index of the listener (in `pool.addresses()`) whose socket is readable. */
+  listener: number;
+  /** How many orders this wake-up sends at most (the accept-queue length, bounded by idle children). */
+  wanted: number;
+  /** Idle children of the current generation in dispatch order (oldest first). Do not modify. */
+  idle: readonly ChildInfo[];
+}
+
+/**
+ * A `beforeDispatch` answer: a child (one of `request.idle`) to order, or `false` to refuse the
+ * connection for now, which hands it to the overload policy. `undefined`: the default choice.
+ */
+export type DispatchDecision = ChildInfo | false | undefined;
+
+/** What `afterDispatch` reports once every child ordered for one wake-up has answered. */
+export interface DispatchResult {
+  listener: number;
+  /** Children ordered in this round. */
+  ordered: number;
+  /** How many answered "accepted". */
+  accepted: number;
+  /** How many answered "nothing" (the connection was gone, or another child got it). */
+  nothing: number;
+  /** How many did not answer in time and were killed. */
+  timedOut: number;
+}
+
+/** Why the pool is overloaded, as `onOverload` is told. */
+export interface OverloadInfo {
+  listener: number;
+  /** `no-child`: none idle and none could be started; `vetoed`: `beforeDispatch` refused. */
+  reason: 'no-child' | 'vetoed';
+  stats: PoolStats;
+}
+
+/**
+ * An overload decision. `graceful`: stop watching the listening socket until a child is idle, so
+ * clients wait in the kernel backlog. `abrupt`: the parent accepts and closes the waiting
+ * connections at once, after writing `response` if given.
+ */
+export type OverloadDecision = { strategy: 'graceful' } | { strategy: 'abrupt'; response?: Buffer };
+
+/** What `onOverloadEnd` reports. */
+export interface OverloadEndInfo {
+  listener: number;
+  strategy: 'graceful' | 'abrupt';
+  /** How long the overload lasted, in milliseconds. */
+  durationMs: number;
+  /** Connections closed by the parent during it (abrupt only). */
+  rejected: number;
+}
+
+/** A child's request to stop the whole server. */
+export interface ShutdownRequest {
+  child: ChildInfo;
+  reason: string | undefined;
+  /** A token the handler passed to `requestShutdown`, for plugins that only honour known callers. */
+  token: string | undefined;
+}
+
+/** An error reported by a child's handler. */
+export interface ChildErrorInfo {
+  message: string;
+  stack?: string;
+  code?: string;
+  /** Where it happened: `connection`, `request`, `init`, `close`, `uncaught`, ... */
+  where: string;
+}
+
+/** Why the pool stops. */
+export interface ShutdownInfo {
+  reason: string;
+  /** True when a child asked for it through `requestShutdown`. */
+  requestedByChild: boolean;
+}
+
+/** A connection that a child has finished. */
+export interface ConnectionDoneInfo {
+  /** Connections the child has finished so far, this one included. */
+  served: number;
+}
+
+/** What `onChildNeeded` is told: a connection waits and no child is idle or starting. */
+export interface ChildNeededInfo {
+  listener: number;
+  stats: PoolStats;
+}
+
+/** A log line a child wrote through `ctx.logger`. */
+export interface ChildLogLine {
+  level: 'error' | 'warn' | 'info' | 'debug';
+  message: string;
+  fields?: Record<string, unknown>;
+}
+
+/** Reload details for `beforeReload` / `afterReload`. */
+export interface ReloadInfo {
+  /** The generation that the new children belong to. */
+  generation: number;
+}
+
+/**
+ * Creates the pool's hooks. Every hook of the pool manager is declared here, grouped by phase.
+ * Decisions are Bail hooks (`undefined` = no opinion, fall through to the next tap and finally to
+ * the core's default); notifications are plain Sync hooks whose return is ignored. Everything on
+ * the dispatch path is synchronous.
+ */
+export function createPoolHooks() {
+  return Object.freeze({
+    // ---- pool lifecycle -------------------------------------------------------------------
+    /** The listeners are bound and the pool is about to spawn its first children. Spawning policies start children here. */
+    onStart: new SyncHook<[]>([]),
+    /** The pool is running: the initial children are ready and the listeners are watched. */
+    afterStart: new SyncHook<[]>([]),
+    /** Every `tickInterval` ms, with a stats snapshot. Maintenance (spawn, retire, checks) happens here. */
+    onParentTick: new SyncHook<[PoolStats]>(['stats']),
+    /** The pool begins a graceful stop. Awaited before children are told to stop. */
+    beforeShutdown: new AsyncSeriesHook<[ShutdownInfo]>(['info']),
+    /** Every child has exited and every listener is closed. */
+    afterShutdown: new AsyncSeriesHook<[ShutdownInfo]>(['info']),
+    /** A reload starts: children of `info.generation` are about to be spawned. */
+    beforeReload: new SyncHook<[ReloadInfo]>(['info']),
+    /** A reload has started the new generation; old children are being retired as they become idle. */
+    afterReload: new SyncHook<[ReloadInfo]>(['info']),
+
+    // ---- children -------------------------------------------------------------------------
+    /** A child is about to be forked. Taps may edit `request.env` / `request.execArgv`; returning `false` vetoes the spawn. */
+    beforeSpawn: new SyncBailHook<[SpawnRequest], false | undefined>(['request']),
+    /** A child process was forked; it is pending ("starting") until it reports idle. */
+    onChildStart: new SyncHook<[ChildInfo]>(['child']),
+    /** A child reported idle for the first time (its `init` ran). */
+    onChildReady: new SyncHook<[ChildInfo]>(['child']),
+    /** A child became idle (after starting, after an accept order, or after finishing a connection). Hot path. */
+    onChildIdle: new SyncHook<[ChildInfo]>(['child']),
+    /** A child finished a connection. Hot path: keep taps cheap (counters), log nothing at info. */
+    onConnectionDone: new SyncHook<[ChildInfo, ConnectionDoneInfo]>(['child', 'info']),
+    /** A child's handler threw or rejected, or failed in `init`/`close`. */
+    onChildError: new SyncHook<[ChildInfo, ChildErrorInfo]>(['child', 'error']),
+    /** A child wrote a log line through `ctx.logger`. */
+    onChildLog: new SyncHook<[ChildInfo, ChildLogLine]>(['child', 'line']),
+    /** A child missed a deadline (`start`, `accept`, `stop`) and is about to be killed with SIGKILL. */
+    onChildTimeout: new SyncHook<[ChildInfo, ChildTimeoutKind]>(['child', 'kind']),
+    /** A child process is gone (reaped): exit code or signal, and how many of its connections were lost. */
+    onChildExit: new SyncHook<[ChildInfo, ChildExitInfo]>(['child', 'exit']),
+
+    // ---- dispatch -------------------------------------------------------------------------
+    /** Choose which idle child gets the next accept order, or `false` to refuse the connection. Hot path. */
+    beforeDispatch: new SyncBailHook<[DispatchRequest], DispatchDecision>(['request']),
+    /** Every child ordered in one round has answered (or timed out). Hot path. */
+    afterDispatch: new SyncHook<[DispatchResult]>(['result']),
+    /**
+     * A connection waits and no child is idle or starting. A spawning policy starts one and
+     * returns `true`; `undefined` lets the overload policy decide.
+     */
+    onChildNeeded: new SyncBailHook<[ChildNeededInfo], boolean | undefined>(['info']),
+    /** No child can take the waiting connection: decide graceful or abrupt. `undefined` = the core default (graceful). */
+    onOverload: new SyncBailHook<[OverloadInfo], OverloadDecision | undefined>(['info']),
+    /** A child became idle again after an overload. */
+    onOverloadEnd: new SyncHook<[OverloadEndInfo]>(['info']),
+
+    // ---- control --------------------------------------------------------------------------
+    /** A child asked to stop the server. Return `false` to veto; anything else lets the pool stop gracefully. */
+    onShutdownRequest: new SyncBailHook<[ShutdownRequest], boolean | undefined>(['request']),
+    /** How many children to spawn now, adjusted by each tap in turn (spawning policies, limits). Starts at 0 each tick. */
+    spawnCount: new SyncWaterfallHook<[number, PoolStats]>(['count', 'stats']),
+  });
+}
+
+/** The hooks of a pool. */
+export type PoolHooks = ReturnType<typeof createPoolHooks>;
+
+/** The name of one hook. */
+export type PoolHookName = keyof PoolHooks;
+
+/** A prefork plugin: `apply(pool)` taps hooks. `role` marks it as a replacement for a default plugin. */
+export interface PoolPlugin {
+  /** `overload`, `spawning`, `recycle`, `logging`: a user plugin with a role replaces the default with that role. */
+  readonly role?: string;
+  apply(pool: import('./Pool.js').Pool): void;
+}

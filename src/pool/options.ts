@@ -1,0 +1,314 @@
+import { isAbsolute, resolve } from 'node:path';
+import { PreforkError } from '../errors.js';
+import type { Logger, LogLevel } from '../child/types.js';
+import type { PoolPlugin } from './hooks.js';
+
+/**
+ * Where to listen. Strings: `"host:port"`, `"[::1]:port"`, `":port"` (all IPv4 interfaces),
+ * `"unix:/path"`, `"fd:N"`, `"systemd"` (every socket systemd passed in LISTEN_FDS).
+ */
+export type ListenSpec =
+  | string
+  | { host?: string; port: number }
+  | { path: string; mode?: number | string }
+  | { fd: number }
+  | { systemd: true };
+
+/** A parsed listen address. */
+export type ListenTarget =
+  | { kind: 'tcp'; host: string; port: number }
+  | { kind: 'unix'; path: string; mode: number | undefined }
+  | { kind: 'fd'; fd: number }
+  | { kind: 'systemd' };
+
+/** How many children, and how many connections each. */
+export interface ChildrenOptions {
+  /** Children forked at start. @default 4 */
+  start: number;
+  /** Never fewer children than this (crashed ones are replaced at once). @default 1 */
+  min: number;
+  /** Never more children than this. @default 32 */
+  max: number;
+  /** Spawn when fewer children than this are idle. @default 2 */
+  minSpare: number;
+  /** Retire idle children while more than this are idle. @default 8 */
+  maxSpare: number;
+  /** Connections one child serves at once; 1 is classic prefork. @default 1 */
+  slots: number;
+}
+
+/** Deadlines of the synchronous steps, in milliseconds. A child that misses one is killed. */
+export interface TimeoutOptions {
+  /** From an accept order to the child's answer. @default 5000 */
+  accept: number;
+  /** From fork to the child's first "idle" (module load and `init`). @default 30000 */
+  start: number;
+  /** From a stop order to the child's exit (its connections finish meanwhile). @default 30000 */
+  stop: number;
+}
+
+/** Options of `new Pool()`. Only `handler` and `listen` are required. */
+export interface PoolOptions {
+  /** The handler module (absolute, or relative to `cwd`). */
+  handler: string;
+  /** Where to listen: one address or several. */
+  listen: ListenSpec | ListenSpec[];
+  /** How connections reach the handler: `raw` (`connection(socket, ctx)`), `http` or `scgi` (`request(req, res, ctx)`). @default "raw" */
+  protocol?: string;
+  /** Options of the HTTP adapter (`protocol: "http"`). */
+  http?: Record<string, unknown>;
+  /** Options of the SCGI adapter (`protocol: "scgi"`). */
+  scgi?: Record<string, unknown>;
+  /** Kernel accept-queue length of each listening socket. @default 511 */
+  backlog?: number;
+  /** Linux TCP_DEFER_ACCEPT, in seconds: offer a TCP connection only once it has sent data. 0 = off. @default 0 */
+  deferAccept?: number;
+  children?: Partial<ChildrenOptions>;
+  timeouts?: Partial<TimeoutOptions>;
+  /** Milliseconds between two `onParentTick` calls (spawning policy, recycling, shutdown checks). @default 1000 */
+  tickInterval?: number;
+  /** Plugins, applied in order before the default plugins, so their Bail answers win. */
+  plugins?: PoolPlugin[];
+  /** Leave out the default plugins (spawning policy, graceful overload) entirely. @default true */
+  defaultPlugins?: boolean;
+  /** The parent's logger. @default a JSON-lines logger on stderr at `info` */
+  logger?: Logger;
+  /** Log level of the default logger. @default "info" */
+  logLevel?: LogLevel;
+  /** Extra environment variables of the children (on top of the parent's). */
+  env?: Record<string, string>;
+  /** Node options of the children (`--max-old-space-size=...`). @default [] */
+  execArgv?: string[];
+  /** Working directory of the children. @default process.cwd() */
+  cwd?: string;
+  /** Numeric user id the children run as (the parent binds first). */
+  uid?: number;
+  /** Numeric group id the children run as. */
+  gid?: number;
+  /** Where children's stderr goes: `pipe` (forwarded by the parent, tail kept for crash reports) or `inherit`. @default "pipe" */
+  childStderr?: 'pipe' | 'inherit';
+}
+
+/** Options after defaults were applied and every value was checked. */
+export interface ResolvedPoolOptions {
+  handler: string;
+  listen: ListenTarget[];
+  protocol: string;
+  protocolOptions: Record<string, unknown>;
+  backlog: number;
+  deferAccept: number;
+  children: ChildrenOptions;
+  timeouts: TimeoutOptions;
+  tickInterval: number;
+  plugins: PoolPlugin[];
+  defaultPlugins: boolean;
+  logger: Logger | undefined;
+  logLevel: LogLevel;
+  env: Record<string, string>;
+  execArgv: string[];
+  cwd: string;
+  uid: number | undefined;
+  gid: number | undefined;
+  childStderr: 'pipe' | 'inherit';
+}
+
+/** The defaults of {@link ChildrenOptions}. */
+export const CHILDREN_DEFAULTS: Readonly<ChildrenOptions> = Object.freeze({
+  start: 4,
+  min: 1,
+  max: 32,
+  minSpare: 2,
+  maxSpare: 8,
+  slots: 1,
+});
+
+/** The defaults of {@link TimeoutOptions}. */
+export const TIMEOUT_DEFAULTS: Readonly<TimeoutOptions> = Object.freeze({
+  accept: 5000,
+  start: 30000,
+  stop: 30000,
+});
+
+function invalid(key: string, expected: string, got: unknown): PreforkError {
+  return new PreforkError('PREFORK_ERR_OPTION_INVALID', `${key}: expected ${expected}, got ${describe(got)}`);
+}
+
+/** Renders a value for an error message: strings quoted, objects as short JSON. */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'function') return 'a function';
+  try {
+    const text = JSON.stringify(value);
+    return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+  } catch {
+    return String(value);
+  }
+}
+
+/** Checks an integer option; `key` is its full path, used in the error. */
+export function integer(key: string, value: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? (min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : `an integer >= ${min}`) : `an integer from ${min} to ${max}`;
+    throw invalid(key, range, value);
+  }
+  return value;
+}
+
+const FILE_MODE = /^0?[0-7]{3,4}$/;
+
+/** Parses one listen address. Throws PREFORK_ERR_OPTION_INVALID naming `key` on anything else. */
+export function parseListen(spec: ListenSpec, key = 'listen'): ListenTarget {
+  if (typeof spec === 'string') {
+    const text = spec.trim();
+    if (text === 'systemd') return { kind: 'systemd' };
+    if (text.startsWith('unix:')) {
+      const path = text.slice(5);
+      if (!path) throw invalid(key, 'a socket path after "unix:"', spec);
+      return { kind: 'unix', path: resolve(path), mode: undefined };
+    }
+    if (text.startsWith('fd:')) {
+      return { kind: 'fd', fd: integer(key, Number(text.slice(3)), 0, 0) };
+    }
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
+    if (!match) throw invalid(key, '"host:port", "[ipv6]:port", ":port", "unix:/path", "fd:N" or "systemd"', spec);
+    const port = Number(match[3]);
+    if (port > 65535) throw invalid(key, 'a port from 0 to 65535', spec);
+    const host = match[1] ?? (match[2] || '0.0.0.0');
+    return { kind: 'tcp', host: host === 'localhost' ? '127.0.0.1' : host, port };
+  }
+  if (spec && typeof spec === 'object') {
+    if ('systemd' in spec && spec.systemd === true) return { kind: 'systemd' };
+    if ('fd' in spec) return { kind: 'fd', fd: integer(`${key}.fd`, spec.fd, 0, 0) };
+    if ('path' in spec) {
+      if (typeof spec.path !== 'string' || !spec.path) throw invalid(`${key}.path`, 'a socket path', spec.path);
+      let mode: number | undefined;
+      if (spec.mode !== undefined) {
+        if (typeof spec.mode === 'string' && FILE_MODE.test(spec.mode)) mode = parseInt(spec.mode, 8);
+        else if (typeof spec.mode === 'number' && Number.isInteger(spec.mode) && spec.mode >= 0 && spec.mode <= 0o7777) mode = spec.mode;
+        else throw invalid(`${key}.mode`, 'a file mode such as "660" or 0o660', spec.mode);
+      }
+      return { kind: 'unix', path: resolve(spec.path), mode };
+    }
+    if ('port' in spec) {
+      const port = integer(`${key}.port`, spec.port, 0, 0, 65535);
+      const host = spec.host ?? '0.0.0.0';
+      if (typeof host !== 'string') throw invalid(`${key}.host`, 'an IP address', host);
+      return { kind: 'tcp', host: host === 'localhost' ? '127.0.0.1' : host, port };
+    }
+  }
+  throw invalid(key, 'a listen address ("127.0.0.1:8080", "unix:/run/app.sock", { port }, { path }, { fd })', spec);
+}
+
+const POOL_KEYS = new Set([
+  'handler', 'listen', 'protocol', 'http', 'scgi', 'backlog', 'deferAccept', 'children', 'timeouts', 'tickInterval',
+  'plugins', 'defaultPlugins', 'logger', 'logLevel', 'env', 'execArgv', 'cwd', 'uid', 'gid', 'childStderr',
+]);
+const CHILDREN_KEYS = new Set(Object.keys(CHILDREN_DEFAULTS));
+const TIMEOUT_KEYS = new Set(Object.keys(TIMEOUT_DEFAULTS));
+const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
+
+function checkKeys(prefix: string, value: object, known: Set<string>): void {
+  for (const key of Object.keys(value)) {
+    if (!known.has(key)) {
+      throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${prefix}${key}: unknown option (known: ${[...known].join(', ')})`);
+    }
+  }
+}
+
+function object(key: string, value: unknown): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw invalid(key, 'an object', value);
+  return value as Record<string, unknown>;
+}
+
+/**
+ * Applies defaults to pool options and checks every value, so that a mistake is reported before
+ * anything binds or forks. Errors name the key path: `children.max: expected a positive integer, got "ten"`.
+ */
+export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
+  const raw = object('options', options);
+  checkKeys('', raw, POOL_KEYS);
+  if (typeof options.handler !== 'string' || options.handler === '') throw invalid('handler', 'a module path', options.handler);
+  const cwd = options.cwd ?? process.cwd();
+  if (typeof cwd !== 'string') throw invalid('cwd', 'a directory path', cwd);
+  const handler = isAbsolute(options.handler) ? options.handler : resolve(cwd, options.handler);
+
+  const listenSpecs = Array.isArray(options.listen) ? options.listen : options.listen === undefined ? [] : [options.listen];
+  if (listenSpecs.length === 0) throw invalid('listen', 'at least one address', options.listen);
+  const listen = listenSpecs.map((spec, index) => parseListen(spec, Array.isArray(options.listen) ? `listen[${index}]` : 'listen'));
+
+  const protocol = options.protocol ?? 'raw';
+  if (typeof protocol !== 'string') throw invalid('protocol', 'a protocol name', protocol);
+  const protocolOptions = object(protocol, (options as unknown as Record<string, unknown>)[protocol]);
+
+  const childrenRaw = object('children', options.children);
+  checkKeys('children.', childrenRaw, CHILDREN_KEYS);
+  const max = integer('children.max', childrenRaw.max, Math.max(CHILDREN_DEFAULTS.max, integer('children.start', childrenRaw.start, 0, 0)), 1);
+  const min = integer('children.min', childrenRaw.min, Math.min(CHILDREN_DEFAULTS.min, max), 0);
+  const children: ChildrenOptions = {
+    start: integer('children.start', childrenRaw.start, Math.min(CHILDREN_DEFAULTS.start, max), 0),
+    min,
+    max,
+    minSpare: integer('children.minSpare', childrenRaw.minSpare, Math.min(CHILDREN_DEFAULTS.minSpare, max), 0),
+    maxSpare: integer('children.maxSpare', childrenRaw.maxSpare, Math.max(CHILDREN_DEFAULTS.maxSpare, integer('children.minSpare', childrenRaw.minSpare, 0, 0)), 0),
+    slots: integer('children.slots', childrenRaw.slots, CHILDREN_DEFAULTS.slots, 1, 65535),
+  };
+  if (children.min > children.max) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `children.min (${children.min}) must not exceed children.max (${children.max})`);
+  if (children.start > children.max) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `children.start (${children.start}) must not exceed children.max (${children.max})`);
+  if (children.minSpare > children.maxSpare) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `children.minSpare (${children.minSpare}) must not exceed children.maxSpare (${children.maxSpare})`);
+
+  const timeoutsRaw = object('timeouts', options.timeouts);
+  checkKeys('timeouts.', timeoutsRaw, TIMEOUT_KEYS);
+  const timeouts: TimeoutOptions = {
+    accept: integer('timeouts.accept', timeoutsRaw.accept, TIMEOUT_DEFAULTS.accept, 1),
+    start: integer('timeouts.start', timeoutsRaw.start, TIMEOUT_DEFAULTS.start, 1),
+    stop: integer('timeouts.stop', timeoutsRaw.stop, TIMEOUT_DEFAULTS.stop, 0),
+  };
+
+  const plugins = options.plugins ?? [];
+  if (!Array.isArray(plugins)) throw invalid('plugins', 'an array of plugins', plugins);
+  plugins.forEach((plugin, index) => {
+    if (!plugin || typeof (plugin as PoolPlugin).apply !== 'function') throw new PreforkError('PREFORK_ERR_PLUGIN_INVALID', `plugins[${index}]: expected a plugin (an object with apply(pool)), got ${describe(plugin)}`);
+  });
+
+  const logLevel = options.logLevel ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) throw invalid('logLevel', `one of ${LOG_LEVELS.join(', ')}`, logLevel);
+  if (options.logger !== undefined) {
+    for (const method of LOG_LEVELS) {
+      if (typeof (options.logger as unknown as Record<string, unknown>)[method] !== 'function') throw invalid('logger', `an object with ${LOG_LEVELS.join('/')} methods`, options.logger);
+    }
+  }
+  const env = object('env', options.env) as Record<string, string>;
+  for (const [name, value] of Object.entries(env)) {
+    if (typeof value !== 'string') throw invalid(`env.${name}`, 'a string', value);
+  }
+  const execArgv = options.execArgv ?? [];
+  if (!Array.isArray(execArgv) || execArgv.some((arg) => typeof arg !== 'string')) throw invalid('execArgv', 'an array of strings', execArgv);
+  const childStderr = options.childStderr ?? 'pipe';
+  if (childStderr !== 'pipe' && childStderr !== 'inherit') throw invalid('childStderr', '"pipe" or "inherit"', childStderr);
+  if (options.defaultPlugins !== undefined && typeof options.defaultPlugins !== 'boolean') throw invalid('defaultPlugins', 'true or false', options.defaultPlugins);
+
+  return {
+    handler,
+    listen,
+    protocol,
+    protocolOptions,
+    backlog: integer('backlog', options.backlog, 511, 1, 65535),
+    deferAccept: integer('deferAccept', options.deferAccept, 0, 0, 3600),
+    children,
+    timeouts,
+    tickInterval: integer('tickInterval', options.tickInterval, 1000, 10),
+    plugins,
+    defaultPlugins: options.defaultPlugins ?? true,
+    logger: options.logger,
+    logLevel,
+    env,
+    execArgv,
+    cwd,
+    uid: options.uid === undefined ? undefined : integer('uid', options.uid, 0, 0),
+    gid: options.gid === undefined ? undefined : integer('gid', options.gid, 0, 0),
+    childStderr,
+  };
+}

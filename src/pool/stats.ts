@@ -1,0 +1,82 @@
+import type { ChildState } from './Child.js';
+
+/** A snapshot of the pool, from `pool.stats()` and the `onParentTick` hook. */
+export interface PoolStats {
+  /** The pool's own state. */
+  state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+  pid: number;
+  /** The current generation (grows on every reload). */
+  generation: number;
+  /** Milliseconds since `start()`. */
+  uptimeMs: number;
+  /** Children by state. `total` counts every child not yet reaped. */
+  children: Record<Exclude<ChildState, 'exited'>, number> & { total: number };
+  connections: {
+    /** Accept orders sent to children. */
+    ordered: number;
+    /** Orders answered "accepted". */
+    accepted: number;
+    /** Connections children finished. */
+    served: number;
+    /** Connections whose child died before finishing them. */
+    lost: number;
+    /** Connections the parent accepted and closed during an abrupt overload. */
+    rejected: number;
+    /** Accepted connections now held by children. */
+    active: number;
+  };
+  /** Orders answered "nothing" (EAGAIN: the connection had gone or another child took it). */
+  acceptNothing: number;
+  /** Orders that got no answer within the accept timeout (the child was killed). */
+  acceptTimeouts: number;
+  /** Wake-ups of a listener with an empty accept queue (TCP only). */
+  spuriousWakeups: number;
+  overload: {
+    /** Overloads begun so far. */
+    events: number;
+    /** Whether a listener is overloaded now. */
+    active: boolean;
+    /** Total milliseconds spent overloaded (finished overloads only). */
+    totalMs: number;
+  };
+  /** Accept-queue of the first TCP listener (Linux), or null where the OS does not tell. */
+  acceptQueue: { length: number; limit: number } | null;
+  /** Microseconds from "listening socket readable" to "child answered accepted", over the last samples. */
+  dispatchLatencyUs: { p50: number; p99: number; max: number; samples: number };
+  /** Children that exited so far, and how many of them before they were ready. */
+  exits: { total: number; failedStarts: number; crashes: number };
+}
+
+/**
+ * Keeps the last `capacity` samples in a ring, so recording is one store and percentiles are
+ * computed only when somebody asks for stats.
+ */
+export class LatencyRecorder {
+  readonly #samples: Float64Array;
+  #count = 0;
+
+  constructor(capacity = 8192) {
+    this.#samples = new Float64Array(capacity);
+  }
+
+  record(value: number): void {
+    this.#samples[this.#count % this.#samples.length] = value;
+    this.#count++;
+  }
+
+  reset(): void {
+    this.#count = 0;
+  }
+
+  summary(): { p50: number; p99: number; max: number; samples: number } {
+    const n = Math.min(this.#count, this.#samples.length);
+    if (n === 0) return { p50: 0, p99: 0, max: 0, samples: 0 };
+    const sorted = this.#samples.slice(0, n).sort();
+    const at = (q: number) => sorted[Math.min(n - 1, Math.floor(q * n))]!;
+    return { p50: round(at(0.5)), p99: round(at(0.99)), max: round(sorted[n - 1]!), samples: this.#count };
+  }
+}
+
+function round(value: number): number {
+  return Math.round(value * 10) / 10;
+}
