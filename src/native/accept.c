@@ -1,0 +1,304 @@
+/*
+ * The accept hot path and the small fd utilities around it.
+ *
+ * A child calls accept() once per order from the parent, and the parent may read the accept queue
+ * on every dispatch decision, so accept() and acceptQueueLength() make one system call (more only
+ * on EINTR) and return a plain number: no object, no string, no allocation unless something
+ * went wrong.
+ */
+#include "prefork.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/*
+ * Errors that mean "this attempt produced no connection", not "this listener is broken": the
+ * queue is empty (another child won the race), or the connection at its head died before we took
+ * it. Linux also reports pending network errors of the new connection through accept(), and
+ * accept(2) says to treat those like EAGAIN; they are included for the same reason.
+ */
+static bool is_lost_connection(int error_number) {
+  switch (error_number) {
+    case ECONNABORTED:
+    case EPROTO:
+    case ENETDOWN:
+    case ENONET:
+    case EHOSTDOWN:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+      return true;
+    default:
+      return false;
+  }
+}
+
+static bool is_empty_queue(int error_number) {
+  return error_number == EAGAIN || error_number == EWOULDBLOCK;
+}
+
+/* accept(fd): the new fd, or -1 when there was nothing to take. */
+napi_value prefork_accept(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t listener;
+  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!prefork_get_int32(env, argv[0], "fd", &listener)) return NULL;
+
+  /* SOCK_CLOEXEC only: the connection stays blocking because libuv switches it to non-blocking
+   * itself when net.Socket adopts it, and a handler that wants the raw fd may want it blocking. */
+  int fd;
+  do {
+    fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    int error_number = errno;
+    if (!is_empty_queue(error_number) && !is_lost_connection(error_number)) {
+      return prefork_throw_errno(env, error_number, "accept", NULL);
+    }
+  }
+
+  napi_value result;
+  if (napi_create_int32(env, fd < 0 ? -1 : fd, &result) != napi_ok) {
+    if (fd >= 0) close(fd);
+    prefork_throw_last_napi_error(env);
+    return NULL;
+  }
+  return result;
+}
+
+/*
+ * Reads the accept queue of a TCP listener. Returns 1 and fills `length` and `limit`; 0 when the
+ * answer is unknown (not TCP, not listening, not Linux); or a negative errno.
+ */
+static int read_accept_queue(int fd, uint32_t *length, uint32_t *limit) {
+#if defined(__linux__) && defined(TCP_INFO)
+  struct tcp_info tcp_info;
+  socklen_t size = sizeof tcp_info;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &tcp_info, &size) < 0) {
+    int error_number = errno;
+    if (error_number == ENOTSOCK || error_number == EOPNOTSUPP || error_number == ENOPROTOOPT ||
+        error_number == EINVAL) {
+      return 0;
+    }
+    return -error_number;
+  }
+  /* Only on a LISTEN socket does Linux alias these two fields to the accept queue (the current
+   * length and the backlog after the somaxconn cap); elsewhere they count unacknowledged and
+   * SACKed segments. */
+  if (size < offsetof(struct tcp_info, tcpi_sacked) + sizeof tcp_info.tcpi_sacked ||
+      tcp_info.tcpi_state != TCP_LISTEN) {
+    return 0;
+  }
+  *length = tcp_info.tcpi_unacked;
+  *limit = tcp_info.tcpi_sacked;
+  return 1;
+#else
+  (void)fd;
+  (void)length;
+  (void)limit;
+  return 0;
+#endif
+}
+
+/* acceptQueueLength(fd): the number of connections waiting, or -1 when unknown. */
+napi_value prefork_accept_queue_length(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!prefork_get_int32(env, argv[0], "fd", &fd)) return NULL;
+
+  uint32_t length = 0, limit = 0;
+  int outcome = read_accept_queue(fd, &length, &limit);
+  if (outcome < 0) return prefork_throw_errno(env, -outcome, "getsockopt", NULL);
+  napi_value result;
+  PREFORK_CALL(env, napi_create_int32(env, outcome > 0 ? (int32_t)length : -1, &result));
+  return result;
+}
+
+/* acceptQueue(fd): { length, limit }, or null when unknown. */
+napi_value prefork_accept_queue(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!prefork_get_int32(env, argv[0], "fd", &fd)) return NULL;
+
+  uint32_t length = 0, limit = 0;
+  int outcome = read_accept_queue(fd, &length, &limit);
+  if (outcome < 0) return prefork_throw_errno(env, -outcome, "getsockopt", NULL);
+  napi_value result;
+  if (outcome == 0) {
+    PREFORK_CALL(env, napi_get_null(env, &result));
+    return result;
+  }
+  napi_value length_value, limit_value;
+  PREFORK_CALL(env, napi_create_object(env, &result));
+  PREFORK_CALL(env, napi_create_uint32(env, length, &length_value));
+  PREFORK_CALL(env, napi_create_uint32(env, limit, &limit_value));
+  PREFORK_CALL(env, napi_set_named_property(env, result, "length", length_value));
+  PREFORK_CALL(env, napi_set_named_property(env, result, "limit", limit_value));
+  return result;
+}
+
+/*
+ * Sends `response` (best effort), then closes the connection as gently as a synchronous call can:
+ * shutdown() sends our FIN behind the response, and reading what the client already sent matters
+ * because closing a socket with unread input makes Linux send a RST, and a RST can make the
+ * client discard the response before reading it.
+ */
+static void refuse_connection(int fd, const void *response, size_t response_length) {
+  if (response_length > 0) {
+    ssize_t sent;
+    do {
+      sent = send(fd, response, response_length, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (sent < 0 && errno == EINTR);
+  }
+  shutdown(fd, SHUT_WR);
+  /* Bounded, so that a client streaming a large upload cannot keep the parent here. */
+  char sink[4096];
+  for (int reads = 0; reads < 16; reads++) {
+    ssize_t received = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+    if (received > 0 || (received < 0 && errno == EINTR)) continue;
+    break;
+  }
+  close(fd);
+}
+
+/* Reads the optional `response` argument: undefined/null, a Buffer or any typed array. */
+static bool get_response(napi_env env, napi_value value, void **data, size_t *length) {
+  *data = NULL;
+  *length = 0;
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok) return false;
+  if (type == napi_undefined || type == napi_null) return true;
+
+  bool is_typed_array = false;
+  napi_typedarray_type array_type;
+  size_t element_count = 0;
+  if (napi_is_typedarray(env, value, &is_typed_array) != napi_ok || !is_typed_array ||
+      napi_get_typedarray_info(env, value, &array_type, &element_count, data, NULL, NULL) !=
+          napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "response must be a Buffer, a Uint8Array or null");
+    return false;
+  }
+  size_t element_size = 1;
+  switch (array_type) {
+    case napi_int16_array:
+    case napi_uint16_array:
+      element_size = 2;
+      break;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array:
+      element_size = 4;
+      break;
+    case napi_float64_array:
+    case napi_bigint64_array:
+    case napi_biguint64_array:
+      element_size = 8;
+      break;
+    default:
+      break;
+  }
+  *length = element_count * element_size;
+  return true;
+}
+
+/* acceptAndClose(fd, max, response): how many connections were refused. */
+napi_value prefork_accept_and_close(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t listener, max;
+  void *response = NULL;
+  size_t response_length = 0;
+  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!prefork_get_int32(env, argv[0], "fd", &listener) ||
+      !prefork_get_int32(env, argv[1], "max", &max) ||
+      !get_response(env, argv[2], &response, &response_length)) {
+    return NULL;
+  }
+
+  int32_t closed = 0;
+  int failure = 0;
+  for (int32_t attempt = 0; attempt < max; attempt++) {
+    int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+      int error_number = errno;
+      if (error_number == EINTR) {
+        attempt--;
+        continue;
+      }
+      if (is_empty_queue(error_number)) break;
+      if (is_lost_connection(error_number)) continue;
+      failure = error_number;
+      break;
+    }
+    refuse_connection(fd, response, response_length);
+    closed++;
+  }
+  /* Having closed some is the useful outcome; the error will come back on the next call. */
+  if (closed == 0 && failure != 0) return prefork_throw_errno(env, failure, "accept", NULL);
+
+  napi_value result;
+  PREFORK_CALL(env, napi_create_int32(env, closed, &result));
+  return result;
+}
+
+int prefork_update_cloexec(int fd, bool on) {
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) return errno;
+  int wanted = on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC;
+  if (wanted != flags && fcntl(fd, F_SETFD, wanted) < 0) return errno;
+  return 0;
+}
+
+int prefork_update_nonblocking(int fd, bool on) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return errno;
+  int wanted = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+  if (wanted != flags && fcntl(fd, F_SETFL, wanted) < 0) return errno;
+  return 0;
+}
+
+/* Shared body of setCloexec(fd, on) and setNonblocking(fd, on). */
+static napi_value update_flag(napi_env env, napi_callback_info info, int (*update)(int, bool)) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd;
+  bool on = false;
+  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!prefork_get_int32(env, argv[0], "fd", &fd)) return NULL;
+  if (napi_get_value_bool(env, argv[1], &on) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "on must be a boolean");
+    return NULL;
+  }
+  int error_number = update(fd, on);
+  if (error_number != 0) return prefork_throw_errno(env, error_number, "fcntl", NULL);
+  return NULL;
+}
+
+napi_value prefork_set_cloexec(napi_env env, napi_callback_info info) {
+  return update_flag(env, info, prefork_update_cloexec);
+}
+
+napi_value prefork_set_nonblocking(napi_env env, napi_callback_info info) {
+  return update_flag(env, info, prefork_update_nonblocking);
+}
+
+/* close(fd) */
+napi_value prefork_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!prefork_get_int32(env, argv[0], "fd", &fd)) return NULL;
+  /* Linux releases the fd even when close() reports EINTR; retrying could close an fd that
+   * another thread (a libuv worker) has just been given. */
+  if (close(fd) < 0 && errno != EINTR) return prefork_throw_errno(env, errno, "close", NULL);
+  return NULL;
+}

@@ -1,0 +1,86 @@
+/*
+ * Shared declarations of the prefork addon.
+ *
+ * The addon is split by job: prefork.c registers the module and holds the error and argument
+ * helpers, listener.c opens and describes listening sockets, accept.c holds the accept hot path and
+ * the small fd utilities, watcher.c the readability watcher that the parent polls listeners with.
+ */
+#ifndef PREFORK_H
+#define PREFORK_H
+
+/* For accept4(), SOCK_CLOEXEC and the Linux-only errnos accept() can report. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <node_api.h>
+
+/*
+ * Bails out of a napi_callback when a N-API call fails. N-API leaves an exception pending in most
+ * failure cases; when it did not, one is raised so that JS never sees a silent `undefined`.
+ */
+#define PREFORK_CALL(env, call)                                                                    \
+  do {                                                                                             \
+    if ((call) != napi_ok) {                                                                       \
+      prefork_throw_last_napi_error(env);                                                          \
+      return NULL;                                                                                 \
+    }                                                                                              \
+  } while (0)
+
+/* Per-environment state, kept as N-API instance data so that worker threads each get their own. */
+typedef struct prefork_instance {
+  napi_ref watcher_constructor;
+} prefork_instance;
+
+/* Raises a JS exception for the last failed N-API call unless one is already pending. */
+void prefork_throw_last_napi_error(napi_env env);
+
+/*
+ * Throws an Error whose `code` is the errno name ('EBADF'), `errno` the number and `syscall` the
+ * failed call. `message` replaces the errno's standard text when given (to say what was wrong
+ * in our terms); the result always reads "<syscall> <CODE>: <text>". Returns NULL for
+ * `return prefork_throw_errno(...)` in callbacks.
+ */
+napi_value prefork_throw_errno(napi_env env, int error_number, const char *syscall,
+                               const char *message);
+
+/* Creates (without throwing) the same Error that prefork_throw_errno throws. */
+napi_value prefork_create_errno_error(napi_env env, int error_number, const char *syscall,
+                                      const char *message);
+
+/* Reads an int32 argument; throws a TypeError naming `name` and returns false when it is not one. */
+bool prefork_get_int32(napi_env env, napi_value value, const char *name, int32_t *result);
+
+/* Reads an optional int32 argument: `undefined` and `null` give `fallback`. */
+bool prefork_get_optional_int32(napi_env env, napi_value value, const char *name, int32_t fallback,
+                                int32_t *result);
+
+/* Turns FD_CLOEXEC on or off; returns 0 or the errno. */
+int prefork_update_cloexec(int fd, bool on);
+
+/* Turns O_NONBLOCK on or off; returns 0 or the errno. */
+int prefork_update_nonblocking(int fd, bool on);
+
+/* listener.c */
+napi_value prefork_listen_tcp(napi_env env, napi_callback_info info);
+napi_value prefork_listen_unix(napi_env env, napi_callback_info info);
+napi_value prefork_adopt_listener(napi_env env, napi_callback_info info);
+napi_value prefork_listener_info(napi_env env, napi_callback_info info);
+
+/* accept.c */
+napi_value prefork_accept(napi_env env, napi_callback_info info);
+napi_value prefork_accept_queue_length(napi_env env, napi_callback_info info);
+napi_value prefork_accept_queue(napi_env env, napi_callback_info info);
+napi_value prefork_accept_and_close(napi_env env, napi_callback_info info);
+napi_value prefork_set_cloexec(napi_env env, napi_callback_info info);
+napi_value prefork_set_nonblocking(napi_env env, napi_callback_info info);
+napi_value prefork_close(napi_env env, napi_callback_info info);
+
+/* watcher.c */
+napi_status prefork_define_watcher_class(napi_env env, napi_value *constructor);
+napi_value prefork_create_watcher(napi_env env, napi_callback_info info);
+
+#endif
