@@ -1,0 +1,286 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { PreforkError } from '../errors.js';
+import type { ProtocolFactory } from '../child/types.js';
+
+/**
+ * Options of the `http` protocol (the `http` section of the configuration). Every timeout is in
+ * milliseconds and `0` turns it off.
+ */
+export interface HttpOptions {
+  /**
+   * How long a keep-alive connection may stay idle between two requests before the server closes it
+   * (Apache's `KeepAliveTimeout`). Responses advertise it in a `Keep-Alive: timeout=<s>` header, and
+   * Node closes the socket one second later than advertised, so that a client honouring the header
+   * closes first instead of racing the server with a new request. An idle connection holds one of the
+   * child's slots, which is why the default is short; `0` keeps idle connections open indefinitely.
+   * @default 5000
+   */
+  keepAliveTimeout?: number;
+  /**
+   * How long a client may take to send the complete header block of a request, counted from the
+   * first byte of that request (from the accept for a connection's first request). A connection
+   * that exceeds it is answered `408 Request Timeout` and closed. Lower than Node's 60 s default
+   * because a slow client here blocks a whole slot of a child, not just a socket of an event loop;
+   * it matches the header phase of Apache's mod_reqtimeout. It is checked every eighth of the
+   * smallest timeout (at most every second), so a connection is cut within that much of the limit.
+   * @default 20000, or `requestTimeout` if that is smaller
+   */
+  headersTimeout?: number;
+  /**
+   * How long a client may take to send a complete request, headers and body, counted like
+   * `headersTimeout`. It must not be smaller than `headersTimeout`.
+   * @default 300000
+   */
+  requestTimeout?: number;
+  /**
+   * How many requests one connection may carry. The response to the last one says
+   * `Connection: close` and the server closes the connection after it. `0` means no limit.
+   * @default 0
+   */
+  maxRequestsPerConnection?: number;
+  /**
+   * The largest request line plus header block, in bytes, that the server accepts; a larger one is
+   * answered `431 Request Header Fields Too Large`.
+   * @default 16384
+   */
+  maxHeaderSize?: number;
+}
+
+const PROTOCOL_NAME = 'http';
+
+/** How one integer option is checked and what it defaults to. */
+export interface IntegerOptionRule {
+  /** The value used when the option is absent. */
+  readonly default: number;
+  /** The smallest accepted value: 0 for timeouts (0 = off), 1 for sizes. */
+  readonly min: 0 | 1;
+  /** The unit named in error messages: `ms`, `bytes`, `requests`. */
+  readonly unit: string;
+}
+
+/**
+ * Checks a protocol's option section against its rules and merges it over the defaults. Shared by
+ * the protocol adapters so that every protocol words its option errors the same way.
+ * Throws PREFORK_ERR_OPTION_INVALID naming the key path (`http.keepAliveTimeout`), what was
+ * expected and what was given; unknown keys are refused, as they are almost always typos.
+ */
+export function readIntegerOptions<Key extends string>(
+  protocol: string,
+  options: unknown,
+  rules: Readonly<Record<Key, IntegerOptionRule>>,
+): Record<Key, number> {
+  if (options === undefined || options === null) options = {};
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${protocol}: expected an object of options, got ${describe(options)}`);
+  }
+  const given = options as Record<string, unknown>;
+  const known = Object.keys(rules) as Key[];
+  for (const key of Object.keys(given)) {
+    if (!(known as string[]).includes(key)) {
+      throw new PreforkError(
+        'PREFORK_ERR_OPTION_INVALID',
+        `${protocol}.${key}: unknown option (known: ${known.join(', ')})`,
+      );
+    }
+  }
+  const result = {} as Record<Key, number>;
+  for (const key of known) {
+    const rule = rules[key];
+    const value = given[key];
+    if (value === undefined) {
+      result[key] = rule.default;
+    } else if (typeof value === 'number' && Number.isSafeInteger(value) && value >= rule.min) {
+      result[key] = value;
+    } else {
+      const kind = rule.min === 0 ? 'a non-negative integer' : 'a positive integer';
+      throw new PreforkError(
+        'PREFORK_ERR_OPTION_INVALID',
+        `${protocol}.${key}: expected ${kind} (${rule.unit}), got ${describe(value)}`,
+      );
+    }
+  }
+  return result;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'bigint') return String(value);
+  if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return String(value);
+  return JSON.stringify(value);
+}
+
+const HEADERS_TIMEOUT_DEFAULT = 20_000;
+
+const HTTP_OPTION_RULES = {
+  keepAliveTimeout: { default: 5_000, min: 0, unit: 'ms' },
+  headersTimeout: { default: HEADERS_TIMEOUT_DEFAULT, min: 0, unit: 'ms' },
+  requestTimeout: { default: 300_000, min: 0, unit: 'ms' },
+  maxRequestsPerConnection: { default: 0, min: 0, unit: 'requests' },
+  maxHeaderSize: { default: 16_384, min: 1, unit: 'bytes' },
+} as const satisfies Record<keyof HttpOptions, IntegerOptionRule>;
+
+/** Validates the `http` options and fills in the defaults. */
+function readHttpOptions(options: unknown): Required<HttpOptions> {
+  const settings = readIntegerOptions(PROTOCOL_NAME, options, HTTP_OPTION_RULES);
+  const headersTimeoutGiven = (options as HttpOptions | undefined)?.headersTimeout !== undefined;
+  if (!headersTimeoutGiven && settings.requestTimeout > 0) {
+    settings.headersTimeout = Math.min(HEADERS_TIMEOUT_DEFAULT, settings.requestTimeout);
+  }
+  if (settings.requestTimeout > 0 && settings.headersTimeout > settings.requestTimeout) {
+    throw new PreforkError(
+      'PREFORK_ERR_OPTION_INVALID',
+      `${PROTOCOL_NAME}.headersTimeout: expected at most http.requestTimeout (${settings.requestTimeout} ms), got ${settings.headersTimeout}`,
+    );
+  }
+  return settings;
+}
+
+/**
+ * How often Node sweeps the connections for expired header and request deadlines: an eighth of the
+ * smallest timeout, between 50 ms and 1 s, so that the enforcement is never late by more than that.
+ * A sweep only walks the connections of this child, a handful, so sweeping often costs nothing.
+ */
+function checkingInterval(settings: Required<HttpOptions>): number {
+  const timeouts = [settings.headersTimeout, settings.requestTimeout].filter((timeout) => timeout > 0);
+  if (timeouts.length === 0) return 1_000;
+  return Math.min(1_000, Math.max(50, Math.floor(Math.min(...timeouts) / 8)));
+}
+
+/**
+ * Node enforces `headersTimeout` and `requestTimeout` only for the connections it tracks, and an
+ * `http.Server` starts tracking (the list the request parsers register with, and the timer that
+ * sweeps it) from its own 'listening' event. This server never listens: the child accepts the
+ * sockets and hands them over with emit('connection'). Without this step a client that dribbles
+ * header bytes would hold a slot forever, and closeIdleConnections() would do nothing.
+ * Emitting 'listening' on this private server runs exactly Node's own set-up and nothing else.
+ * Returns false when Node no longer starts tracking that way (nothing listens for the event).
+ */
+function startConnectionTracking(server: Server): boolean {
+  if (server.listenerCount('listening') === 0) return false;
+  server.emit('listening');
+  return true;
+}
+
+/** What the adapter knows about one accepted connection. */
+interface HttpConnection {
+  /** Handler calls of this connection that have not settled yet. */
+  readonly calls: Set<Promise<void>>;
+  /** Responses of this connection that have not finished yet, oldest first. */
+  readonly responses: Set<ServerResponse>;
+  /** Requests received on this connection so far. */
+  requests: number;
+}
+
+/**
+ * The HTTP/1.1 protocol: Node's own HTTP server parses the connections, so keep-alive, pipelining,
+ * chunked bodies and `Expect: 100-continue` behave exactly as in Node; the handler's
+ * `request(req, res, ctx)` is called once per request, like an `http.createServer` listener.
+ */
+export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx, options, reportError }) => {
+  const request = handler.request;
+  if (typeof request !== 'function') {
+    throw new PreforkError(
+      'PREFORK_ERR_HANDLER_INVALID',
+      `protocol "${PROTOCOL_NAME}" needs the handler module to export a function \`request(req, res, ctx)\``,
+    );
+  }
+  const settings = readHttpOptions(options);
+  const server = createServer({
+    keepAliveTimeout: settings.keepAliveTimeout,
+    headersTimeout: settings.headersTimeout,
+    requestTimeout: settings.requestTimeout,
+    maxHeaderSize: settings.maxHeaderSize,
+    connectionsCheckingInterval: checkingInterval(settings),
+  });
+  server.maxRequestsPerSocket = settings.maxRequestsPerConnection;
+  if (!startConnectionTracking(server)) {
+    ctx.logger.warn('this Node version does not let prefork start HTTP connection tracking: headersTimeout and requestTimeout are not enforced');
+  }
+
+  const connections = new Map<Socket, HttpConnection>();
+  let stopping = false;
+
+  const failRequest = (error: unknown, res: ServerResponse): void => {
+    reportError(error, 'request');
+    if (!res.headersSent && !res.writableEnded) {
+      // Headers the handler had set may describe a body that will never come (or leak internals).
+      for (const name of res.getHeaderNames()) res.removeHeader(name);
+      res.statusCode = 500;
+      res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+      res.end('Internal Server Error\n');
+    } else if (!res.writableEnded) {
+      // Part of the response is on the wire: the only honest way to say it failed is to cut it.
+      res.destroy();
+    }
+  };
+
+  const callHandler = (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    try {
+      return Promise.resolve(request(req, res, ctx)).then(
+        () => undefined,
+        (error: unknown) => failRequest(error, res),
+      );
+    } catch (error) {
+      failRequest(error, res);
+      return Promise.resolve();
+    }
+  };
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const connection = connections.get(req.socket);
+    if (!connection) return; // Not one of ours: cannot happen, the server is private.
+    connection.requests += 1;
+    const limit = settings.maxRequestsPerConnection;
+    // Node announces `Connection: close` on the last allowed request but leaves the socket open for
+    // the client to close; saying it through shouldKeepAlive makes the server close it as well.
+    if (stopping || (limit > 0 && connection.requests >= limit)) res.shouldKeepAlive = false;
+    connection.responses.add(res);
+    res.once('close', () => {
+      connection.responses.delete(res);
+      // Registered after Node's own 'finish' listener, so a kept-alive socket is idle again by now.
+      if (stopping) server.closeIdleConnections();
+    });
+    const call = callHandler(req, res);
+    connection.calls.add(call);
+    void call.then(() => connection.calls.delete(call));
+  });
+
+  return {
+    handle(socket) {
+      const connection: HttpConnection = { calls: new Set(), responses: new Set(), requests: 0 };
+      connections.set(socket, connection);
+      const closed = whenClosed(socket);
+      // The server's own accept path would set this; emit('connection') skips it.
+      socket.setNoDelay(true);
+      server.emit('connection', socket);
+      return closed
+        .then(() => settleAll(connection.calls))
+        .then(() => {
+          connections.delete(socket);
+        });
+    },
+    stop() {
+      stopping = true;
+      // Node counts a connection as idle between two requests only. One that has not sent its first
+      // request yet is left to do so (it is answered with Connection: close) or to hit headersTimeout.
+      server.closeIdleConnections();
+      for (const connection of connections.values()) {
+        // Only the newest response may close the connection: one pipelined behind it would be lost.
+        let newest: ServerResponse | undefined;
+        for (const res of connection.responses) newest = res;
+        if (newest && !newest.headersSent) newest.shouldKeepAlive = false;
+      }
+    },
+  };
+};
+
+/** Resolves once the socket has emitted 'close' (at once if it already has). */
+export function whenClosed(socket: Socket): Promise<void> {
+  if (socket.closed) return Promise.resolve();
+  return new Promise((resolve) => socket.once('close', () => resolve()));
+}
+
+/** Resolves once every promise of the set has settled, including ones added while waiting. */
+async function settleAll(calls: Set<Promise<void>>): Promise<void> {
+  while (calls.size > 0) await Promise.allSettled([...calls]);
+}

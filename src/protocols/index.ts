@@ -1,0 +1,26 @@
+import { PreforkError } from '../errors.js';
+import type { ProtocolFactory } from '../child/types.js';
+import { createHttpProtocol } from './http.js';
+import { createRawProtocol } from './raw.js';
+import { createScgiProtocol } from './scgi.js';
+
+/** The protocol names the `protocol` option accepts. */
+export const PROTOCOLS = ['raw', 'http', 'scgi'] as const;
+
+/** A protocol name. */
+export type ProtocolName = (typeof PROTOCOLS)[number];
+
+const factories: Record<string, ProtocolFactory<any>> = {
+  raw: createRawProtocol,
+  http: createHttpProtocol,
+  scgi: createScgiProtocol,
+};
+
+/** The adapter factory for a protocol name; throws PREFORK_ERR_OPTION_INVALID for an unknown one. */
+export function protocolFactory(name: string): ProtocolFactory<any> {
+  const factory = factories[name];
+  if (!factory) {
+    throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `protocol: expected one of ${Object.keys(factories).map((n) => `"${n}"`).join(', ')}, got ${JSON.stringify(name)}`);
+  }
+  return factory;
+}
