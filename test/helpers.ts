@@ -105,9 +105,10 @@ export async function ask(pool: Pool, line: string, index = 0): Promise<string> 
   socket.write(`${line}\n`);
   let text = '';
   socket.on('data', (chunk) => (text += chunk.toString('utf8')));
-  // A reset after the answer (the server closed with our bytes unread) still ends the exchange.
+  // A reset after the answer (the server closed with our bytes unread) still ends the exchange;
+  // events.once would reject on 'error', so wait for 'close' by hand.
   socket.on('error', () => {});
-  await once(socket, 'close');
+  await new Promise((resolve) => socket.once('close', resolve));
   return text;
 }
 

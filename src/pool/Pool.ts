@@ -105,6 +105,8 @@ export class Pool {
   readonly hooks: PoolHooks = createPoolHooks();
   /** The parent's logger (plugins log through it too). */
   readonly logger: Logger;
+  /** The plugins applied to this pool, the user's first, then the defaults that were not replaced. */
+  readonly plugins: readonly PoolPlugin[];
   /** The options in force, after defaults. */
   get options(): Readonly<ResolvedPoolOptions> {
     return this.#options;
@@ -156,13 +158,15 @@ export class Pool {
     this.#childEntry = findChildEntry();
     this.#outcome = new Promise((resolve) => (this.#resolveOutcome = resolve));
     this.#guardPluginTaps();
-    for (const plugin of this.#options.plugins) plugin.apply(this);
+    const applied: PoolPlugin[] = [...this.#options.plugins];
     if (this.#options.defaultPlugins) {
       const roles = new Set(this.#options.plugins.map((plugin) => plugin.role).filter(Boolean));
       for (const plugin of defaultPlugins(this.#options)) {
-        if (!plugin.role || !roles.has(plugin.role)) plugin.apply(this);
+        if (!plugin.role || !roles.has(plugin.role)) applied.push(plugin);
       }
     }
+    this.plugins = Object.freeze(applied);
+    for (const plugin of applied) plugin.apply(this);
   }
 
   // ---- public surface ----------------------------------------------------------------------
@@ -220,6 +224,11 @@ export class Pool {
   /** The children not yet reaped, oldest first. */
   children(): ChildInfo[] {
     return [...this.#children];
+  }
+
+  /** The applied plugin with this role (`spawning`, `overload`, ...), if any. */
+  plugin<T extends PoolPlugin = PoolPlugin>(role: string): T | undefined {
+    return this.plugins.find((plugin) => plugin.role === role) as T | undefined;
   }
 
   /** The pool's state. */

@@ -67,6 +67,15 @@ export interface PoolOptions {
   timeouts?: Partial<TimeoutOptions>;
   /** Milliseconds between two `onParentTick` calls (spawning policy, recycling, shutdown checks). @default 1000 */
   tickInterval?: number;
+  /**
+   * The overload policy when no child can take a connection: `graceful` (stop watching; clients
+   * wait in the backlog) or `abrupt` (accept and close at once, optionally writing `response`;
+   * `"http-503"` is a ready HTTP 503 with Retry-After). A plugin with role `overload` replaces it.
+   * @default "graceful"
+   */
+  overload?: 'graceful' | 'abrupt' | { strategy: 'graceful' } | { strategy: 'abrupt'; response?: string; retryAfter?: number };
+  /** Child recycling (RecyclePlugin): `maxConnectionsPerChild`, `jitter`, `maxChildAge`, `maxChildMemory`, `idleChildTimeout`. @default off */
+  recycle?: Record<string, unknown>;
   /** Plugins, applied in order before the default plugins, so their Bail answers win. */
   plugins?: PoolPlugin[];
   /** Leave out the default plugins (spawning policy, graceful overload) entirely. @default true */
@@ -100,6 +109,8 @@ export interface ResolvedPoolOptions {
   children: ChildrenOptions;
   timeouts: TimeoutOptions;
   tickInterval: number;
+  overload: { strategy: 'graceful' } | { strategy: 'abrupt'; response?: string; retryAfter?: number };
+  recycle: Record<string, unknown> | undefined;
   plugins: PoolPlugin[];
   defaultPlugins: boolean;
   logger: Logger | undefined;
@@ -203,7 +214,7 @@ export function parseListen(spec: ListenSpec, key = 'listen'): ListenTarget {
 
 const POOL_KEYS = new Set([
   'handler', 'listen', 'protocol', 'http', 'scgi', 'backlog', 'deferAccept', 'children', 'timeouts', 'tickInterval',
-  'plugins', 'defaultPlugins', 'logger', 'logLevel', 'env', 'execArgv', 'cwd', 'uid', 'gid', 'childStderr',
+  'overload', 'recycle', 'plugins', 'defaultPlugins', 'logger', 'logLevel', 'env', 'execArgv', 'cwd', 'uid', 'gid', 'childStderr',
 ]);
 const CHILDREN_KEYS = new Set(Object.keys(CHILDREN_DEFAULTS));
 const TIMEOUT_KEYS = new Set(Object.keys(TIMEOUT_DEFAULTS));
@@ -290,9 +301,20 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
   if (childStderr !== 'pipe' && childStderr !== 'inherit') throw invalid('childStderr', '"pipe" or "inherit"', childStderr);
   if (options.defaultPlugins !== undefined && typeof options.defaultPlugins !== 'boolean') throw invalid('defaultPlugins', 'true or false', options.defaultPlugins);
 
+  let overload: ResolvedPoolOptions['overload'];
+  const overloadRaw = options.overload ?? 'graceful';
+  if (overloadRaw === 'graceful' || overloadRaw === 'abrupt') overload = { strategy: overloadRaw };
+  else if (overloadRaw && typeof overloadRaw === 'object' && (overloadRaw.strategy === 'graceful' || overloadRaw.strategy === 'abrupt')) {
+    checkKeys('overload.', overloadRaw, new Set(['strategy', 'response', 'retryAfter']));
+    overload = { ...overloadRaw };
+  } else throw invalid('overload', '"graceful", "abrupt" or { strategy: "abrupt", response, retryAfter }', overloadRaw);
+  const recycle = options.recycle === undefined ? undefined : object('recycle', options.recycle);
+
   return {
     handler,
     listen,
+    overload,
+    recycle,
     protocol,
     protocolOptions,
     backlog: integer('backlog', options.backlog, 511, 1, 65535),

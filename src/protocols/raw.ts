@@ -24,6 +24,11 @@ export const createRawProtocol: ProtocolFactory = ({ handler, ctx, reportError }
         if ((socket.listenerCount('error') ?? 0) <= 1) ctx.logger.debug('connection error', { error: error.message });
       });
       const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      // A handler that ends its side without ever reading leaves the socket paused, so the
+      // client's EOF is never read and 'close' never comes: drain what nobody will read.
+      socket.once('finish', () => {
+        if (socket.readableFlowing !== true) socket.resume();
+      });
       let settled: Promise<unknown>;
       try {
         settled = Promise.resolve(connection(socket, ctx)).catch((error: unknown) => {
