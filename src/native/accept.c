@@ -9,6 +9,7 @@
 #include "prefork.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -102,6 +103,26 @@ static int read_accept_queue(int fd, uint32_t *length, uint32_t *limit) {
   (void)limit;
   return 0;
 #endif
+}
+
+/* readable(fd): whether a connection waits right now (poll with a zero timeout). Works for every
+ * kind of listener, so it tells an empty Unix-socket backlog, where TCP_INFO gives nothing. */
+napi_value prefork_readable(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!prefork_get_int32(env, argv[0], "fd", &fd)) return NULL;
+  struct pollfd entry = {.fd = fd, .events = POLLIN, .revents = 0};
+  int ready;
+  do {
+    ready = poll(&entry, 1, 0);
+  } while (ready < 0 && errno == EINTR);
+  if (ready < 0) return prefork_throw_errno(env, errno, "poll", NULL);
+  if (entry.revents & POLLNVAL) return prefork_throw_errno(env, EBADF, "poll", NULL);
+  napi_value result;
+  PREFORK_CALL(env, napi_get_boolean(env, ready > 0 && (entry.revents & POLLIN) != 0, &result));
+  return result;
 }
 
 /* acceptQueueLength(fd): the number of connections waiting, or -1 when unknown. */

@@ -118,6 +118,7 @@ interface NativeBinding {
   accept(fd: number): number;
   acceptQueueLength(fd: number): number;
   acceptQueue(fd: number): AcceptQueue | null;
+  readable(fd: number): boolean;
   acceptAndClose(fd: number, max: number, response: Uint8Array | null): number;
   setCloexec(fd: number, on: boolean): void;
   setNonblocking(fd: number, on: boolean): void;
@@ -338,6 +339,14 @@ export function accept(fd: number): number {
  */
 export function acceptQueueLength(fd: number): number {
   return binding().acceptQueueLength(fd);
+}
+
+/**
+ * Whether a connection waits on the listener right now (a poll with a zero timeout). Unlike
+ * {@link acceptQueueLength} it works for Unix sockets too; a stop that drains the backlog uses it.
+ */
+export function readable(fd: number): boolean {
+  return binding().readable(fd);
 }
 
 /** The accept queue's length and limit, as {@link acceptQueueLength}; null when unknown. */

@@ -119,6 +119,7 @@ NAPI_MODULE_INIT() {
       {"accept", NULL, prefork_accept, NULL, NULL, NULL, napi_enumerable, NULL},
       {"acceptQueueLength", NULL, prefork_accept_queue_length, NULL, NULL, NULL, napi_enumerable, NULL},
       {"acceptQueue", NULL, prefork_accept_queue, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readable", NULL, prefork_readable, NULL, NULL, NULL, napi_enumerable, NULL},
       {"acceptAndClose", NULL, prefork_accept_and_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setCloexec", NULL, prefork_set_cloexec, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setNonblocking", NULL, prefork_set_nonblocking, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -73,6 +73,7 @@ napi_value prefork_listener_info(napi_env env, napi_callback_info info);
 /* accept.c */
 napi_value prefork_accept(napi_env env, napi_callback_info info);
 napi_value prefork_accept_queue_length(napi_env env, napi_callback_info info);
+napi_value prefork_readable(napi_env env, napi_callback_info info);
 napi_value prefork_accept_queue(napi_env env, napi_callback_info info);
 napi_value prefork_accept_and_close(napi_env env, napi_callback_info info);
 napi_value prefork_set_cloexec(napi_env env, napi_callback_info info);

@@ -63,6 +63,17 @@ interface Listener {
   readonly request: DispatchRequest & { idle: ChildInfo[] };
 }
 
+/** Options of {@link Pool.stop}. */
+export interface StopOptions {
+  /**
+   * Before the children are told to stop, keep dispatching the connections already waiting in
+   * the backlog, until it is empty or this many milliseconds passed. Closing a listening socket
+   * resets the connections still queued on it; a drain serves them instead. 0 = no drain.
+   * @default 0
+   */
+  drainMs?: number;
+}
+
 /** What `pool.wait()` resolves with once the pool has stopped. */
 export interface PoolOutcome {
   reason: string;
@@ -126,6 +137,9 @@ export class Pool {
   #reload: { generation: number; previous: ResolvedPoolOptions } | undefined;
   #startedAt = 0;
   #dispatchScheduled = false;
+  /** A stop is serving what the backlog still holds; dispatch goes on meanwhile. */
+  #draining = false;
+  #drainCheck: (() => void) | undefined;
   #tickTimer: NodeJS.Timeout | undefined;
   #watchdogTimer: NodeJS.Timeout | undefined;
   #latency = new LatencyRecorder();
@@ -205,9 +219,11 @@ export class Pool {
    * Stops gracefully: stop watching, tell every child to finish its connections and exit (killing
    * those still there after `timeouts.stop`), close the listeners. Safe to call more than once.
    */
-  stop(reason = 'stop requested'): Promise<void> {
+  stop(reason = 'stop requested', options: StopOptions = {}): Promise<void> {
     if (this.#stopping) return this.#stopping;
-    this.#stopping = this.#shutdown(reason, false);
+    const drainMs = options.drainMs ?? 0;
+    if (!Number.isInteger(drainMs) || drainMs < 0) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `stop: drainMs: expected a non-negative integer (ms), got ${JSON.stringify(drainMs)}`);
+    this.#stopping = this.#shutdown(reason, false, drainMs);
     return this.#stopping;
   }
 
@@ -412,7 +428,7 @@ export class Pool {
   }
 
   #watch(listener: Listener): void {
-    if (this.#state !== 'running') return;
+    if (this.#state !== 'running' && !this.#draining) return;
     listener.state = 'watching';
     listener.watcher.start();
   }
@@ -441,7 +457,7 @@ export class Pool {
   };
 
   #dispatch(listener: Listener): void {
-    if (this.#state !== 'running') return;
+    if (this.#state !== 'running' && !this.#draining) return;
     let wanted = 1;
     if (listener.queueKnown) {
       const queued = native.acceptQueueLength(listener.fd);
@@ -581,6 +597,7 @@ export class Pool {
       });
     }
     this.#watch(listener);
+    this.#drainCheck?.();
   }
 
   /** Puts a child that has just answered, finished or started into the state its slots say. */
@@ -812,6 +829,7 @@ export class Pool {
       }
     }
     if (this.#children.length === 0) this.#childrenGone?.();
+    this.#drainCheck?.();
   }
 
   #startingCount(generation?: number): number {
@@ -847,7 +865,7 @@ export class Pool {
     if (tickUsed) this.hooks.onParentTick.call(stats);
   }
 
-  async #shutdown(reason: string, requestedByChild: boolean): Promise<void> {
+  async #shutdown(reason: string, requestedByChild: boolean, drainMs = 0): Promise<void> {
     if (this.#state === 'new' || this.#state === 'stopped') {
       this.#state = 'stopped';
       this.#resolveOutcome({ reason, error: this.#fatal });
@@ -865,6 +883,7 @@ export class Pool {
     } catch (error) {
       this.logger.error('beforeShutdown failed', { error: toError(error).message });
     }
+    if (drainMs > 0 && this.#children.length > 0) await this.#drain(drainMs);
     if (this.#tickTimer) clearInterval(this.#tickTimer);
     if (this.#children.length > 0) {
       const gone = new Promise<void>((resolve) => (this.#childrenGone = resolve));
@@ -880,6 +899,32 @@ export class Pool {
       this.logger.error('afterShutdown failed', { error: toError(error).message });
     }
     this.#resolveOutcome({ reason, error: this.#fatal });
+  }
+
+  /** Dispatches until no listener has a connection waiting (and no order is out), or `ms` passed. */
+  async #drain(ms: number): Promise<void> {
+    this.#draining = true;
+    await new Promise<void>((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        this.#drainCheck = undefined;
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.logger.warn('stop: the backlog was not drained in time', { drainMs: ms });
+        finish();
+      }, ms);
+      this.#drainCheck = () => {
+        if (this.#children.length === 0 || this.#listeners.every((l) => l.state !== 'ordering' && !native.readable(l.fd))) finish();
+      };
+      for (const listener of this.#listeners) if (listener.state !== 'ordering') this.#watch(listener);
+      this.#drainCheck();
+    });
+    this.#draining = false;
+    for (const listener of this.#listeners) {
+      listener.watcher.stop();
+      if (listener.state !== 'ordering') listener.state = 'closed';
+    }
   }
 
   // ---- plumbing ----------------------------------------------------------------------------

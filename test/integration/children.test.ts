@@ -260,3 +260,29 @@ describe('load', () => {
     void byChild;
   });
 });
+
+describe('stopping with a drain', () => {
+  for (const drain of [true, false]) {
+    it(`connections queued in a Unix socket's backlog are ${drain ? 'served by a draining stop' : 'reset by a plain stop'}`, async () => {
+      const { join } = await import('node:path');
+      const { tempDir } = await import('../helpers.js');
+      const pool = await startPool({ listen: `unix:${join(tempDir(), 'drain.sock')}`, children: { start: 1, min: 1, max: 1, minSpare: 0 } });
+      const held = await command(pool, 'hold');
+      await accepted(pool, 1);
+      // Five clients wait in the backlog behind the busy child (graceful overload).
+      const overloaded = nextHook(pool.hooks.onOverload);
+      const queued = Array.from({ length: 5 }, () => ask(pool, 'who'));
+      await overloaded;
+      const stopped = pool.stop('test', { drainMs: drain ? 5000 : 0 });
+      held.socket.write('release\n');
+      await stopped;
+      const answers = await Promise.all(queued);
+      if (drain) {
+        for (const answer of answers) expect(answer).toMatch(/^1 \d+\n$/);
+        expect(pool.stats().connections.served).toBe(6);
+      } else {
+        for (const answer of answers) expect(answer).toBe('');
+      }
+    });
+  }
+});
