@@ -1,0 +1,83 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants } from 'node:fs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { findGroup, findUser } from '../../../src/config/accounts.js';
+import { CLI, killServers, project, requireBuild, Server, who, WHO_HANDLER, writeFiles } from './cli-helpers.js';
+
+const ROOT = process.getuid?.() === 0;
+const USER = `prefork-test-${randomBytes(3).toString('hex')}`;
+let account: { uid: number; gid: number };
+
+beforeAll(requireBuild);
+afterEach(killServers);
+
+/** Runs the command as the throwaway user, to see what an unprivileged start does. */
+function runAsUser(args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [CLI, ...args], { cwd, uid: account.uid, gid: account.gid, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
+    proc.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+    proc.on('error', reject);
+    proc.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+// Creating a user and giving children another uid both need root; elsewhere there is nothing to test.
+describe.skipIf(!ROOT)('privilege drop (root only: it creates a system user and changes uids)', () => {
+  beforeAll(() => {
+    execFileSync('useradd', ['--system', '--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin', USER]);
+    const user = findUser(USER)!;
+    account = { uid: user.uid, gid: user.gid };
+  });
+
+  afterAll(() => {
+    if (findUser(USER)) execFileSync('userdel', [USER]);
+  });
+
+  it('binds as root (a port below 1024) and runs the children as the configured user and group', async () => {
+    // The children load the child runtime, the addon and the handler as that user: all must be readable.
+    for (const path of [CLI, new URL('../../../build/Release/prefork.node', import.meta.url)]) accessSync(path, constants.R_OK);
+    const dir = project({ 'who.mjs': WHO_HANDLER });
+    // A privileged port proves the parent bound before any uid change; a few tries in case one is taken.
+    let server: Server | undefined;
+    let port = 0;
+    for (let attempt = 0; attempt < 5 && !server; attempt++) {
+      port = 900 + Math.floor(Math.random() * 100);
+      writeConfig(dir, port);
+      const candidate = new Server([], dir);
+      const outcome = await Promise.race([candidate.started().then(() => 'started' as const), candidate.exited.then(() => 'exited' as const)]);
+      if (outcome === 'started') server = candidate;
+      else expect(candidate.stderr.join('\n')).toMatch(/EADDRINUSE|address already in use/i);
+    }
+    expect(server).toBeDefined();
+    const answer = await who(port);
+    expect(answer.uid).toBe(account.uid);
+    expect(answer.gid).toBe(findGroup(USER)!.gid);
+    expect(answer.gid).toBe(account.gid);
+    server!.signal('SIGTERM');
+    expect((await server!.exited).code).toBe(0);
+  });
+
+  it('refuses to start children as another user when not root, with status 77', async () => {
+    const dir = project({ 'who.mjs': WHO_HANDLER, 'prefork.config.json': { handler: './who.mjs', listen: '127.0.0.1:0', user: 'root' } });
+    const result = await runAsUser([], dir);
+    expect(result.stderr).toBe(`prefork: user: only root can run the children as root; prefork runs as uid ${account.uid}\n`);
+    expect(result.code).toBe(77);
+  });
+
+  it('runs unprivileged when user names the account prefork already runs as', async () => {
+    const dir = project({ 'who.mjs': WHO_HANDLER, 'prefork.config.json': { handler: './who.mjs', listen: '127.0.0.1:0', user: USER, children: { start: 1 } } });
+    const server = new Server([], dir, account);
+    const { port } = await server.started();
+    expect(await who(port)).toMatchObject({ uid: account.uid, gid: account.gid });
+    server.signal('SIGTERM');
+    expect((await server.exited).code).toBe(0);
+  });
+});
+
+function writeConfig(dir: string, port: number): void {
+  writeFiles(dir, { 'prefork.config.json': { handler: './who.mjs', listen: `127.0.0.1:${port}`, user: USER, children: { start: 2 } } });
+}
