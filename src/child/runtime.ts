@@ -1,6 +1,7 @@
 import { Socket } from 'node:net';
+import { Channel } from '../channel/Channel.js';
 import { pathToFileURL } from 'node:url';
-import { constantFrame, encodeFrame, FrameDecoder, Order, Status, type FrameType } from '../channel/frames.js';
+import { constantFrame, encodeFrame, Order, Status, type FrameType } from '../channel/frames.js';
 import { PreforkError, toError } from '../errors.js';
 import * as native from '../native/index.js';
 import { protocolFactory } from '../protocols/index.js';
@@ -26,7 +27,7 @@ const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
  */
 export class ChildRuntime {
   readonly #boot: ChildBootstrap;
-  readonly #channel: Socket;
+  readonly #channel: Channel;
   readonly #listenerFds: number[] = [];
   #handler: HandlerModule = {};
   #adapter: ProtocolAdapter | undefined;
@@ -48,20 +49,13 @@ export class ChildRuntime {
       native.setNonblocking(fd, true);
       this.#listenerFds.push(fd);
     }
-    this.#channel = new Socket({ fd: CHANNEL_FD, readable: true, writable: true });
-    const decoder = new FrameDecoder((type, argument) => this.#onOrder(type, argument));
-    this.#channel.on('data', (chunk: Buffer) => {
-      try {
-        decoder.push(chunk);
-      } catch (error) {
-        process.stderr.write(`prefork child ${boot.id}: ${toError(error).message}\n`);
-        this.#parentGone();
-      }
+    native.setNonblocking(CHANNEL_FD, true);
+    this.#channel = new Channel(CHANNEL_FD, {
+      onFrame: (type, argument) => this.#onOrder(type, argument),
+      // EOF: the parent is gone (even killed); finish the current connections and exit.
+      onClose: () => this.#parentGone(),
+      onError: (error) => process.stderr.write(`prefork child ${boot.id}: ${error.message}\n`),
     });
-    // EOF or an error on the channel: the parent is gone (or closed it); stop taking orders.
-    this.#channel.on('end', () => this.#parentGone());
-    this.#channel.on('close', () => this.#parentGone());
-    this.#channel.on('error', () => this.#parentGone());
   }
 
   /** Loads the handler, runs `init`, creates the protocol adapter and reports READY. */
@@ -83,7 +77,8 @@ export class ChildRuntime {
       await this.#handler.init?.(this.#ctx);
     } catch (error) {
       const err = toError(error);
-      this.#channel.end(encodeFrame(Status.INIT_FAILED, 0, { message: err.message, stack: err.stack, code: (err as { code?: string }).code, where: 'init' }), () => process.exit(EXIT_INIT_FAILED));
+      this.#channel.send(encodeFrame(Status.INIT_FAILED, 0, { message: err.message, stack: err.stack, code: (err as { code?: string }).code, where: 'init' }));
+      this.#exit(EXIT_INIT_FAILED);
       return;
     }
     this.#ready = true;
@@ -185,8 +180,13 @@ export class ChildRuntime {
     } catch (error) {
       this.#reportError(error, 'close');
     }
-    if (this.#channel.writable) this.#channel.end(() => process.exit(EXIT_OK));
-    else process.exit(EXIT_OK);
+    this.#exit(EXIT_OK);
+  }
+
+  /** Delivers the frames still queued, then exits. */
+  #exit(code: number): never {
+    this.#channel.flushSync();
+    process.exit(code);
   }
 
   #reportError(error: unknown, where: string): void {
@@ -200,21 +200,20 @@ export class ChildRuntime {
     const err = toError(error);
     process.stderr.write(`prefork child ${this.#boot.id}: uncaught ${err.stack ?? err.message}\n`);
     this.#reportError(err, 'uncaught');
-    if (this.#channel.writable) this.#channel.end(() => process.exit(EXIT_UNCAUGHT));
-    else process.exit(EXIT_UNCAUGHT);
+    this.#exit(EXIT_UNCAUGHT);
   }
 
   #send(type: FrameType, argument = 0): void {
-    if (this.#channel.writable) this.#channel.write(constantFrame(type, argument));
+    this.#channel.send(constantFrame(type, argument));
   }
 
   #sendPayload(type: FrameType, payload: unknown): void {
-    if (!this.#channel.writable) return;
+    if (this.#channel.closed) return;
     try {
-      this.#channel.write(encodeFrame(type, 0, payload));
+      this.#channel.send(encodeFrame(type, 0, payload));
     } catch (error) {
       if (!(error instanceof PreforkError)) throw error;
-      this.#channel.write(encodeFrame(type, 0, { message: 'payload too large to report', where: 'channel' }));
+      this.#channel.send(encodeFrame(type, 0, { message: 'payload too large to report', where: 'channel' }));
     }
   }
 }

@@ -105,6 +105,110 @@ static int read_accept_queue(int fd, uint32_t *length, uint32_t *limit) {
 #endif
 }
 
+/* socketpair(): [a, b], a connected AF_UNIX stream pair, both non-blocking and close-on-exec. The
+ * pool keeps one end and gives the other to a child as its control channel. */
+napi_value prefork_socketpair(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0) {
+    return prefork_throw_errno(env, errno, "socketpair", NULL);
+  }
+  napi_value result, first, second;
+  if (napi_create_array_with_length(env, 2, &result) != napi_ok ||
+      napi_create_int32(env, fds[0], &first) != napi_ok ||
+      napi_create_int32(env, fds[1], &second) != napi_ok ||
+      napi_set_element(env, result, 0, first) != napi_ok ||
+      napi_set_element(env, result, 1, second) != napi_ok) {
+    close(fds[0]);
+    close(fds[1]);
+    prefork_throw_last_napi_error(env);
+    return NULL;
+  }
+  return result;
+}
+
+/* Reads (fd, typed array, offset, length) arguments of read()/write(); false after throwing. */
+static bool get_io_arguments(napi_env env, napi_callback_info info, int32_t *fd, uint8_t **bytes,
+                             size_t *length) {
+  size_t argc = 4;
+  napi_value argv[4];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    prefork_throw_last_napi_error(env);
+    return false;
+  }
+  if (!prefork_get_int32(env, argv[0], "fd", fd)) return false;
+  bool is_typed_array = false;
+  napi_is_typedarray(env, argv[1], &is_typed_array);
+  if (!is_typed_array) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "buffer must be a Uint8Array");
+    return false;
+  }
+  napi_typedarray_type type;
+  size_t element_count;
+  void *data;
+  if (napi_get_typedarray_info(env, argv[1], &type, &element_count, &data, NULL, NULL) != napi_ok) {
+    prefork_throw_last_napi_error(env);
+    return false;
+  }
+  if (type != napi_uint8_array) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "buffer must be a Uint8Array");
+    return false;
+  }
+  int32_t offset, count;
+  if (!prefork_get_optional_int32(env, argv[2], "offset", 0, &offset)) return false;
+  if (!prefork_get_optional_int32(env, argv[3], "length", (int32_t)element_count - offset, &count)) return false;
+  if (offset < 0 || count < 0 || (size_t)offset + (size_t)count > element_count) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "offset and length must lie within the buffer");
+    return false;
+  }
+  *bytes = (uint8_t *)data + offset;
+  *length = (size_t)count;
+  return true;
+}
+
+/* read(fd, buffer, offset?, length?): bytes read; 0 at end of stream (or a reset peer); -1 when
+ * nothing is there (EAGAIN). Other errors throw. One syscall, no allocation. */
+napi_value prefork_read(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  uint8_t *bytes;
+  size_t length;
+  if (!get_io_arguments(env, info, &fd, &bytes, &length)) return NULL;
+  ssize_t got;
+  do {
+    got = read(fd, bytes, length);
+  } while (got < 0 && errno == EINTR);
+  if (got < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) got = -1;
+    else if (errno == ECONNRESET) got = 0;
+    else return prefork_throw_errno(env, errno, "read", NULL);
+  }
+  napi_value result;
+  PREFORK_CALL(env, napi_create_int32(env, (int32_t)got, &result));
+  return result;
+}
+
+/* write(fd, buffer, offset?, length?): bytes written (maybe fewer than asked); -1 when the socket
+ * buffer is full (EAGAIN). EPIPE/ECONNRESET (the peer is gone) throw like other errors; MSG_NOSIGNAL
+ * keeps SIGPIPE away where fd is a socket. */
+napi_value prefork_write(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  uint8_t *bytes;
+  size_t length;
+  if (!get_io_arguments(env, info, &fd, &bytes, &length)) return NULL;
+  ssize_t sent;
+  do {
+    sent = send(fd, bytes, length, MSG_NOSIGNAL);
+    if (sent < 0 && errno == ENOTSOCK) sent = write(fd, bytes, length);
+  } while (sent < 0 && errno == EINTR);
+  if (sent < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) sent = -1;
+    else return prefork_throw_errno(env, errno, "write", NULL);
+  }
+  napi_value result;
+  PREFORK_CALL(env, napi_create_int32(env, (int32_t)sent, &result));
+  return result;
+}
+
 /* readable(fd): whether a connection waits right now (poll with a zero timeout). Works for every
  * kind of listener, so it tells an empty Unix-socket backlog, where TCP_INFO gives nothing. */
 napi_value prefork_readable(napi_env env, napi_callback_info info) {

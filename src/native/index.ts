@@ -85,8 +85,12 @@ export interface SocketInfo extends ListenerInfo {
 
 /** A readability watcher on a listener, created by {@link createWatcher}. */
 export interface Watcher {
-  /** Starts watching; cheap and idempotent. Throws `PREFORK_ERR_SOCKET` after {@link Watcher.close}. */
-  start(): void;
+  /**
+   * Starts watching for `events` ({@link READABLE} by default, {@link WRITABLE}, or both); cheap
+   * and idempotent, and starting again with other events switches to them. Throws
+   * `PREFORK_ERR_SOCKET` after {@link Watcher.close}.
+   */
+  start(events?: number): void;
   /** Stops watching; cheap and idempotent. A stopped watcher never keeps the process alive. */
   stop(): void;
   /** Stops for good and frees the native handle. Idempotent. Close the watcher before its fd. */
@@ -101,7 +105,7 @@ export interface Watcher {
 
 /** The raw native watcher; {@link SocketWatcher} adds prefork's errors around it. */
 interface NativeWatcher {
-  start(): void;
+  start(events?: number): void;
   stop(): void;
   close(): void;
   ref(): void;
@@ -119,11 +123,14 @@ interface NativeBinding {
   acceptQueueLength(fd: number): number;
   acceptQueue(fd: number): AcceptQueue | null;
   readable(fd: number): boolean;
+  socketpair(): [number, number];
+  read(fd: number, buffer: Uint8Array, offset?: number, length?: number): number;
+  write(fd: number, buffer: Uint8Array, offset?: number, length?: number): number;
   acceptAndClose(fd: number, max: number, response: Uint8Array | null): number;
   setCloexec(fd: number, on: boolean): void;
   setNonblocking(fd: number, on: boolean): void;
   close(fd: number): void;
-  createWatcher(fd: number, onReadable: () => void): NativeWatcher;
+  createWatcher(fd: number, onEvents: (events: number) => void): NativeWatcher;
 }
 
 /** Where the build puts the addon, relative to the package root; Release first. */
@@ -444,12 +451,12 @@ class SocketWatcher implements Watcher {
     return this.#native.active;
   }
 
-  start(): void {
+  start(events?: number): void {
     if (this.#closed) {
       throw new PreforkError('PREFORK_ERR_SOCKET', `cannot start the watcher on fd ${this.#fd}: it was closed`);
     }
     try {
-      this.#native.start();
+      this.#native.start(events);
     } catch (error) {
       throw wrapError('PREFORK_ERR_SOCKET', `could not watch fd ${this.#fd}`, error);
     }
@@ -485,7 +492,36 @@ class SocketWatcher implements Watcher {
  * @throws PreforkError `PREFORK_ERR_SOCKET` when the fd cannot be polled (`EBADF`, or `EEXIST` when
  *   another handle of this process already polls it).
  */
-export function createWatcher(fd: number, onReadable: () => void): Watcher {
+/** Watcher events: the fd is readable. */
+export const READABLE = 1;
+/** Watcher events: the fd is writable. */
+export const WRITABLE = 2;
+
+/**
+ * A connected AF_UNIX stream socket pair, both ends non-blocking and close-on-exec: the control
+ * channel between the parent and one child.
+ */
+export function socketpair(): [number, number] {
+  return binding().socketpair();
+}
+
+/**
+ * One read(2) into `buffer`: the byte count, 0 at the end of the stream (or a reset), -1 when
+ * nothing is there yet. Other errors throw with the errno name as `code`. No allocation.
+ */
+export function read(fd: number, buffer: Uint8Array, offset = 0, length = buffer.length - offset): number {
+  return binding().read(fd, buffer, offset, length);
+}
+
+/**
+ * One non-blocking write of `buffer` (MSG_NOSIGNAL on sockets): the bytes written, possibly fewer,
+ * or -1 when the socket buffer is full. EPIPE and friends throw with the errno name as `code`.
+ */
+export function write(fd: number, buffer: Uint8Array, offset = 0, length = buffer.length - offset): number {
+  return binding().write(fd, buffer, offset, length);
+}
+
+export function createWatcher(fd: number, onReadable: (events: number) => void): Watcher {
   const what = `could not watch fd ${fd}`;
   checkFd(what, fd);
   if (typeof onReadable !== 'function') {

@@ -32,6 +32,8 @@ typedef struct watcher {
   napi_async_context async_context;
   napi_async_cleanup_hook_handle cleanup_hook;
   bool started;
+  /* UV_READABLE and/or UV_WRITABLE, as last passed to start(). */
+  int events;
   bool handle_closing;
   bool handle_closed;
   bool javascript_released;
@@ -103,7 +105,6 @@ static void on_environment_teardown(napi_async_cleanup_hook_handle handle, void 
 }
 
 static void on_poll(uv_poll_t *handle, int status, int events) {
-  (void)events;
   watcher *state = handle->data;
   if (!state->started || state->callback == NULL) return;
   napi_env env = state->env;
@@ -122,9 +123,15 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
   }
 
   if (callback != NULL && receiver != NULL) {
+    /* The callback learns which events fired (1 readable, 2 writable; both on an error). */
+    napi_value argument;
+    if (napi_create_int32(env, status < 0 ? (UV_READABLE | UV_WRITABLE) : events, &argument) != napi_ok) {
+      napi_close_handle_scope(env, scope);
+      return;
+    }
     state->in_callback = true;
     napi_status call_status =
-        napi_make_callback(env, state->async_context, receiver, callback, 0, NULL, NULL);
+        napi_make_callback(env, state->async_context, receiver, callback, 1, &argument, NULL);
     state->in_callback = false;
     if (call_status == napi_pending_exception) {
       /* As with any Node callback, a throw becomes an 'uncaughtException'. */
@@ -154,17 +161,32 @@ static watcher *unwrap_watcher(napi_env env, napi_callback_info info) {
   return data;
 }
 
+/* start(events = 1): 1 readable, 2 writable, 3 both. Starting again with other events switches them. */
 static napi_value start_watcher(napi_env env, napi_callback_info info) {
-  watcher *state = unwrap_watcher(env, info);
+  size_t argc = 1;
+  napi_value argv[1], this_value;
+  void *data = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, &this_value, NULL) != napi_ok ||
+      napi_unwrap(env, this_value, &data) != napi_ok) {
+    data = NULL;
+  }
+  watcher *state = data;
   if (state == NULL || state->handle_closing) {
     napi_throw_error(env, "ERR_WATCHER_CLOSED", "the watcher is closed and cannot be started again");
     return NULL;
   }
-  if (state->started) return NULL;
-  int error = uv_poll_start(&state->poll, UV_READABLE, on_poll);
+  int32_t events = UV_READABLE;
+  if (argc >= 1 && !prefork_get_optional_int32(env, argv[0], "events", UV_READABLE, &events)) return NULL;
+  events &= UV_READABLE | UV_WRITABLE;
+  if (events == 0) events = UV_READABLE;
+  if (state->started && state->events == events) return NULL;
+  int error = uv_poll_start(&state->poll, events, on_poll);
   if (error < 0) return prefork_throw_errno(env, -error, "uv_poll_start", NULL);
-  state->started = true;
-  napi_reference_ref(env, state->self, NULL);
+  state->events = events;
+  if (!state->started) {
+    state->started = true;
+    napi_reference_ref(env, state->self, NULL);
+  }
   return NULL;
 }
 

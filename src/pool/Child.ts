@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import type { Socket } from 'node:net';
+import type { Channel } from '../channel/Channel.js';
 import { constantFrame, Order } from '../channel/frames.js';
 
 /**
@@ -75,7 +75,8 @@ export class Child implements ChildInfo {
   readonly generation: number;
   readonly slots: number;
   readonly process: ChildProcess;
-  readonly channel: Socket;
+  /** The parent's end of the control channel; set right after the fork. */
+  channel!: Channel;
   readonly startedAt: number;
   pid: number;
   state: ChildState = 'starting';
@@ -94,24 +95,23 @@ export class Child implements ChildInfo {
   #stderr: Buffer[] = [];
   #stderrBytes = 0;
 
-  constructor(id: number, generation: number, slots: number, child: ChildProcess, channel: Socket, startedAt: number) {
+  constructor(id: number, generation: number, slots: number, child: ChildProcess, startedAt: number) {
     this.id = id;
     this.generation = generation;
     this.slots = slots;
     this.process = child;
-    this.channel = channel;
     this.startedAt = startedAt;
     this.pid = child.pid ?? -1;
   }
 
   /** Orders the child to accept one connection from listener `listener`. */
   orderAccept(listener: number): void {
-    this.channel.write(constantFrame(Order.ACCEPT, listener));
+    this.channel.send(constantFrame(Order.ACCEPT, listener));
   }
 
   /** Tells the child to finish its connections and exit. */
   orderStop(): void {
-    if (!this.channel.destroyed && this.channel.writable) this.channel.write(constantFrame(Order.STOP));
+    this.channel.send(constantFrame(Order.STOP));
   }
 
   /** True when the child can take an accept order. */

@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { existsSync, unlinkSync } from 'node:fs';
-import type { Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import type { Tap } from 'tapable';
-import { FrameDecoder, Status } from '../channel/frames.js';
+import { Channel } from '../channel/Channel.js';
+import { Status } from '../channel/frames.js';
 import { PreforkError, toError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import type { Logger } from '../child/types.js';
@@ -302,30 +302,37 @@ export class Pool {
     const request: SpawnRequest = { id, generation, env: this.#childEnv(id, generation), execArgv: [...this.#options.execArgv] };
     if (this.hooks.beforeSpawn.call(request) === false) return undefined;
     this.#nextChildId = id;
-    const stdio: ('ignore' | 'inherit' | 'pipe' | number)[] = ['ignore', 'inherit', this.#options.childStderr, 'pipe'];
+    // The control channel: a socketpair whose child end becomes the child's fd 3.
+    const [parentEnd, childEnd] = native.socketpair();
+    const stdio: ('ignore' | 'inherit' | 'pipe' | number)[] = ['ignore', 'inherit', this.#options.childStderr, childEnd];
     for (const listener of this.#listeners) stdio.push(listener.fd);
-    const proc = spawn(process.execPath, [...request.execArgv, this.#childEntry], {
-      stdio,
-      env: request.env as NodeJS.ProcessEnv,
-      cwd: this.#options.cwd,
-      uid: this.#options.uid,
-      gid: this.#options.gid,
+    let proc;
+    try {
+      proc = spawn(process.execPath, [...request.execArgv, this.#childEntry], {
+        stdio,
+        env: request.env as NodeJS.ProcessEnv,
+        cwd: this.#options.cwd,
+        uid: this.#options.uid,
+        gid: this.#options.gid,
+      });
+    } catch (error) {
+      native.close(parentEnd);
+      throw error;
+    } finally {
+      native.close(childEnd);
+    }
+    const child = new Child(id, generation, this.#options.children.slots, proc, Date.now());
+    child.channel = new Channel(parentEnd, {
+      onFrame: (type, argument, payload) => this.#onFrame(child, type, argument, payload),
+      // EOF comes when the child exits; the process's 'close' event (below) does the reaping.
+      onClose: () => {},
+      onError: (error) => {
+        this.logger.error('killing child after a control channel error', { child: child.id, pid: child.pid, error: error.message });
+        this.#kill(child);
+      },
     });
-    const channel = proc.stdio[3] as Socket;
-    const child = new Child(id, generation, this.#options.children.slots, proc, channel, Date.now());
     child.deadline = child.startedAt + this.#options.timeouts.start;
     this.#children.push(child);
-    const decoder = new FrameDecoder((type, argument, payload) => this.#onFrame(child, type, argument, payload));
-    channel.on('data', (chunk: Buffer) => {
-      try {
-        decoder.push(chunk);
-      } catch (error) {
-        this.logger.error('killing child after a control channel error', { child: child.id, pid: child.pid, error: toError(error).message });
-        this.#kill(child);
-      }
-    });
-    // The channel closes when the child exits; 'close' of the process (below) does the reaping.
-    channel.on('error', () => {});
     proc.stderr?.on('data', (chunk: Buffer) => {
       child.recordStderr(chunk);
       process.stderr.write(chunk);
@@ -796,6 +803,8 @@ export class Pool {
   #reap(child: Child, code: number | null, signal: NodeJS.Signals | null): void {
     const index = this.#children.indexOf(child);
     if (index < 0) return;
+    // The child is gone, but its last frames (a DONE, an error report) may still be unread.
+    child.channel.drain();
     this.#children.splice(index, 1);
     const state = child.state;
     if (state === 'accepting') this.#resolveOrder(child, false);
@@ -807,7 +816,7 @@ export class Pool {
     const failedStart = child.readyAt === 0;
     if (failedStart) this.#counters.failedStarts++;
     if (!child.expectedExit) this.#counters.crashes++;
-    child.channel.destroy();
+    child.channel.close();
     this.hooks.onChildExit.call(child, {
       code,
       signal,
