@@ -206,6 +206,7 @@ async function measureRound(server, workload, settings, generator) {
     parentCpuPercent: (parentCpuMs / wallMs) * 100,
     serverCpuMsPer1k: load.requests > 0 ? serverCpuMs / (load.requests / 1000) : Number.NaN,
     serverCpuPercent: (serverCpuMs / wallMs) * 100,
+    contextSwitchesPerRequest: load.requests > 0 ? (after.contextSwitches - before.contextSwitches) / load.requests : Number.NaN,
     parentRssBytes: after.parentRss,
     childRssBytes: after.childRss.length ? after.childRss.reduce((sum, rss) => sum + rss, 0) / after.childRss.length : Number.NaN,
     children: after.children,
@@ -242,6 +243,7 @@ const MEDIAN_PATHS = [
   'parentCpuPercent',
   'serverCpuMsPer1k',
   'serverCpuPercent',
+  'contextSwitchesPerRequest',
   'parentRssBytes',
   'childRssBytes',
   'dispatchP50Us',
@@ -356,12 +358,13 @@ function serverTable(workload) {
       fixed(m.parentCpuPercent, 0),
       fixed(m.serverCpuMsPer1k, 0),
       fixed(m.serverCpuPercent, 0),
+      fixed(m.contextSwitchesPerRequest, 1),
       mib(m.parentRssBytes),
       mib(m.childRssBytes),
       dispatchCell(result),
     ];
   });
-  return table(['server', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'backlog mid-round', 'parent CPU ms / 1k req', 'parent CPU %', 'all processes CPU ms / 1k req', 'all processes CPU %', 'parent RSS MiB', 'child RSS MiB (mean)', 'dispatch p50 / p99 µs'], rows);
+  return table(['server', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'backlog mid-round', 'parent CPU ms / 1k req', 'parent CPU %', 'all processes CPU ms / 1k req', 'all processes CPU %', 'context switches / req', 'parent RSS MiB', 'child RSS MiB (mean)', 'dispatch p50 / p99 µs'], rows);
 }
 
 function scalingTable(workload) {
@@ -377,12 +380,13 @@ function scalingTable(workload) {
       dispatchCell(result),
       fixed(m.parentCpuMsPer1k, 1),
       fixed(m.serverCpuMsPer1k, 0),
+      fixed(m.contextSwitchesPerRequest, 1),
       fixed(m.acceptNothingPer1k, 1),
       mib(m.parentRssBytes),
       mib(m.childRssBytes),
     ];
   });
-  return table(['children', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'backlog mid-round', 'dispatch p50 / p99 µs', 'parent CPU ms / 1k req', 'all processes CPU ms / 1k req', '"nothing" answers / 1k orders', 'parent RSS MiB', 'child RSS MiB (mean)'], rows);
+  return table(['children', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'backlog mid-round', 'dispatch p50 / p99 µs', 'parent CPU ms / 1k req', 'all processes CPU ms / 1k req', 'context switches / req', '"nothing" answers / 1k orders', 'parent RSS MiB', 'child RSS MiB (mean)'], rows);
 }
 
 function ratioLines(workload) {
@@ -447,7 +451,7 @@ function renderMarkdown(report) {
       '(prefork parent, cluster primary, the single process itself, gunicorn master), from /proc; in (a) and (d) one request is one connection. ' +
       'Backlog mid-round: connections waiting in the listening socket\'s accept queue halfway through a round (/proc/net/tcp); ' +
       'in keep-alive rounds with more clients than single-slot prefork children, those clients wait there for the whole round. ' +
-      '"All processes": parent and children together (200 % = both cores busy). Dispatch: prefork\'s own ' +
+      '"All processes": parent and children together (200 % = both cores busy); context switches: of all their threads, voluntary and not. Dispatch: prefork\'s own ' +
       'readable-to-accepted latency from `pool.stats()`, which keeps the last 8,192 samples: "~" marks rounds with fewer ' +
       'dispatches than that, whose percentiles include the end of the previous round of the same workload; keep-alive rounds open too few connections to say anything.',
   );

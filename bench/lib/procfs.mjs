@@ -38,6 +38,27 @@ export function cpuTimeNs(pid) {
   }
 }
 
+/**
+ * Context switches (voluntary + involuntary) of all threads of a process so far, or NaN once it
+ * is gone. A voluntary switch is a thread going to sleep (waiting in epoll for its next event).
+ */
+export function contextSwitches(pid) {
+  try {
+    let total = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+        total += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0) + Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+      } catch {
+        // The thread ended meanwhile.
+      }
+    }
+    return total;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** Resident set size of a process in bytes (VmRSS), or NaN once it is gone. */
 export function rssBytes(pid) {
   try {
@@ -66,14 +87,17 @@ export function childPids(pid) {
 export function sampleServer(pid) {
   const children = childPids(pid);
   let childrenCpuNs = 0;
+  let switches = contextSwitches(pid);
   const childRss = [];
   for (const child of children) {
     const cpu = cpuTimeNs(child);
     if (!Number.isNaN(cpu)) childrenCpuNs += cpu;
+    const childSwitches = contextSwitches(child);
+    if (!Number.isNaN(childSwitches)) switches += childSwitches;
     const rss = rssBytes(child);
     if (!Number.isNaN(rss)) childRss.push(rss);
   }
-  return { parentCpuNs: cpuTimeNs(pid), childrenCpuNs, parentRss: rssBytes(pid), childRss, children: children.length };
+  return { parentCpuNs: cpuTimeNs(pid), childrenCpuNs, contextSwitches: switches, parentRss: rssBytes(pid), childRss, children: children.length };
 }
 
 /**
