@@ -326,8 +326,7 @@ class Server {
     // Stopping may have begun while the file was read.
     if (this.#pool.state !== 'running') return;
     try {
-      const generation = this.#pool.reload({ ...next.pool, logger: this.#log });
-      this.#log.info('reload started: new children are starting; the old ones retire once idle', { generation });
+      this.#pool.reload({ ...next.pool, logger: this.#log });
     } catch (error) {
       this.#log.error('reload failed; the current children keep serving', { error: toError(error).message });
     }

@@ -73,6 +73,19 @@ describe('SIGHUP reload', () => {
     expect((await server.exited).code).toBe(0);
   });
 
+  it('without a config file, starts a generation running the edited handler', async () => {
+    const dir = project({ 'who.mjs': WHO_HANDLER });
+    const server = new Server(['--handler', 'who.mjs', '--listen', '127.0.0.1:0', '--children', '1'], dir);
+    const { port } = await server.started();
+    expect(await who(port)).toMatchObject({ generation: 1, version: '-' });
+    writeFileSync(join(dir, 'who.mjs'), WHO_HANDLER.replace("process.env.VERSION ?? '-'", "'edited'"));
+    server.signal('SIGHUP');
+    await server.log((entry) => entry.msg === 'reload complete' && entry.generation === 2);
+    expect(await who(port)).toMatchObject({ generation: 2, version: 'edited' });
+    server.signal('SIGTERM');
+    expect((await server.exited).code).toBe(0);
+  });
+
   it('keeps the current children serving when the new config is invalid', async () => {
     const dir = project({ 'who.mjs': WHO_HANDLER, 'prefork.config.json': config('1') });
     const server = new Server([], dir);

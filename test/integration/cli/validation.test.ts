@@ -233,6 +233,18 @@ describe.concurrent('the command line', () => {
     }
   });
 
+  it('loads a prefork.config.ts found upward from the working directory (typescript installed)', async () => {
+    const dir = project({
+      'app.mjs': HANDLER,
+      'prefork.config.ts': `import type { PreforkConfig } from 'prefork';\nconst children: PreforkConfig['children'] = { max: 2 };\nexport default { handler: './app.mjs', listen: '127.0.0.1:0', children } satisfies PreforkConfig;\n`,
+      'sub/dir/.keep': '',
+    });
+    const result = await runCli(['check'], join(dir, 'sub', 'dir'));
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ file: join(dir, 'prefork.config.ts'), handler: join(dir, 'app.mjs'), children: { max: 2, start: 2 } });
+  });
+
   it('prints the resolved configuration, defaults included, and exits 0', async () => {
     const dir = project({ 'app.mjs': HANDLER, 'conf/prefork.config.json': { handler: '../app.mjs', listen: ['127.0.0.1:0', 'unix:./s.sock'], children: { max: 3 } } });
     const result = await runCli(['check', '-c', 'conf/prefork.config.json'], dir);
