@@ -2,8 +2,10 @@ import { PreforkError } from '../src/errors.js';
 import type { OverloadDecision, PoolPlugin } from '../src/pool/hooks.js';
 import type { Pool } from '../src/pool/Pool.js';
 import { describe } from '../src/pool/options.js';
+import { OverloadEpisodes } from './overloadEpisodes.js';
 
 const PLUGIN_NAME = 'AbruptOverloadPlugin';
+const OPTION_KEYS = new Set(['response', 'retryAfter']);
 
 /** Options of {@link AbruptOverloadPlugin}. */
 export interface AbruptOverloadOptions {
@@ -29,12 +31,24 @@ export function http503(retryAfter: number): Buffer {
  * Abrupt overload: when no child can take a connection, the parent accepts it and closes it at
  * once (after writing `response`, if given). Clients learn of the overload immediately instead
  * of waiting in the backlog; rejections are counted in `stats().connections.rejected`.
+ * Connections the children hold are not touched.
+ *
+ * Logs one line when an overload starts and one when it is over (duration, connections turned
+ * away); see {@link OverloadEpisodes}.
  */
 export class AbruptOverloadPlugin implements PoolPlugin {
   readonly role = 'overload';
+  /** This plugin logs overload start and end itself, so `LoggerPlugin` does not. */
+  readonly reportsOverload = true;
   readonly #decision: OverloadDecision;
 
   constructor(options: AbruptOverloadOptions = {}) {
+    if (!options || typeof options !== 'object' || Array.isArray(options)) {
+      throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME}: expected an options object, got ${describe(options)}`);
+    }
+    for (const key of Object.keys(options)) {
+      if (!OPTION_KEYS.has(key)) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME} ${key}: unknown option (known: ${[...OPTION_KEYS].join(', ')})`);
+    }
     const retryAfter = options.retryAfter ?? 1;
     if (!Number.isInteger(retryAfter) || retryAfter < 0) {
       throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME} retryAfter: expected a non-negative integer (seconds), got ${describe(retryAfter)}`);
@@ -50,15 +64,23 @@ export class AbruptOverloadPlugin implements PoolPlugin {
   }
 
   apply(pool: Pool): void {
+    const episodes = new OverloadEpisodes(pool, PLUGIN_NAME, (episode) => {
+      pool.logger.info('overload ended', { event: 'overload.end', strategy: 'abrupt', ...episode, rejectedTotal: pool.stats().connections.rejected });
+    });
     pool.hooks.onOverload.tap(PLUGIN_NAME, (info) => {
-      if (!info.stats.overload.active) {
-        pool.logger.warn('overload: no idle child; turning connections away', { strategy: 'abrupt', listener: info.listener, reason: info.reason });
+      if (episodes.started(info)) {
+        const { children } = info.stats;
+        pool.logger.warn('overload: no idle child; turning connections away', {
+          event: 'overload.start',
+          strategy: 'abrupt',
+          listener: info.listener,
+          reason: info.reason,
+          children: children.total,
+          busy: children.busy + children.accepting,
+          starting: children.starting,
+        });
       }
       return this.#decision;
-    });
-    pool.hooks.onOverloadEnd.tap(PLUGIN_NAME, (info) => {
-      if (info.strategy !== 'abrupt') return;
-      pool.logger.info('overload ended', { strategy: 'abrupt', listener: info.listener, durationMs: info.durationMs, rejected: info.rejected });
     });
   }
 }

@@ -1,5 +1,8 @@
+import { PreforkError } from '../src/errors.js';
 import type { OverloadDecision, PoolPlugin } from '../src/pool/hooks.js';
 import type { Pool } from '../src/pool/Pool.js';
+import { describe } from '../src/pool/options.js';
+import { OverloadEpisodes } from './overloadEpisodes.js';
 
 const PLUGIN_NAME = 'GracefulOverloadPlugin';
 const GRACEFUL: OverloadDecision = Object.freeze({ strategy: 'graceful' });
@@ -7,27 +10,42 @@ const GRACEFUL: OverloadDecision = Object.freeze({ strategy: 'graceful' });
 /**
  * Graceful overload (the default): when no child can take a connection, the parent stops watching
  * the listening socket until a child is idle. Clients wait in the kernel backlog and the parent
- * does not spin. Logs when an overload starts and ends.
+ * does not spin: nothing runs in the parent for the waiting clients until a child reports idle.
+ *
+ * Logs one line when an overload starts (children, accept-queue length) and one when it is over
+ * (duration, overloads merged, connections served meanwhile); see {@link OverloadEpisodes}.
  */
 export class GracefulOverloadPlugin implements PoolPlugin {
   readonly role = 'overload';
+  /** This plugin logs overload start and end itself, so `LoggerPlugin` does not. */
+  readonly reportsOverload = true;
+
+  /** Takes no options; an argument other than `undefined` or `{}` is a mistake and is refused. */
+  constructor(options: Record<string, never> = {}) {
+    if (!options || typeof options !== 'object' || Object.keys(options).length > 0) {
+      throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME}: takes no options, got ${describe(options)}`);
+    }
+  }
 
   apply(pool: Pool): void {
+    const episodes = new OverloadEpisodes(pool, PLUGIN_NAME, (episode) => {
+      pool.logger.info('overload ended', { event: 'overload.end', strategy: 'graceful', ...episode });
+    });
     pool.hooks.onOverload.tap(PLUGIN_NAME, (info) => {
-      if (!info.stats.overload.active) {
+      if (episodes.started(info)) {
+        const { children } = info.stats;
         pool.logger.warn('overload: no idle child; connections wait in the backlog', {
+          event: 'overload.start',
           strategy: 'graceful',
           listener: info.listener,
           reason: info.reason,
-          children: info.stats.children.total,
-          acceptQueue: info.stats.acceptQueue?.length,
+          children: children.total,
+          busy: children.busy + children.accepting,
+          starting: children.starting,
+          queued: info.stats.acceptQueue?.length ?? null,
         });
       }
       return GRACEFUL;
-    });
-    pool.hooks.onOverloadEnd.tap(PLUGIN_NAME, (info) => {
-      if (info.strategy !== 'graceful') return;
-      pool.logger.info('overload ended', { strategy: 'graceful', listener: info.listener, durationMs: info.durationMs });
     });
   }
 }
