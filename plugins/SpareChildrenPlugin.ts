@@ -15,7 +15,11 @@ export interface SpareChildrenOptions extends Partial<Omit<ChildrenOptions, 'slo
   backoffInitial?: number;
   /** Longest back-off, in ms. @default 30000 */
   backoffMax?: number;
-  /** A child that exits within this many ms of its start counts as a failed start. @default 1000 */
+  /**
+   * A child that exits within this many ms of reporting ready counts as a failed start (as does
+   * one that exits before it). Counted from ready, not from the fork, so that a slow start on a
+   * busy machine does not use the window up. @default 1000
+   */
   failedStartWindow?: number;
 }
 
@@ -29,11 +33,11 @@ export interface SpareChildrenOptions extends Partial<Omit<ChildrenOptions, 'slo
  * - Each tick with more than `maxSpare` idle children, retire the one idle longest (not below `min`).
  * - A connection waiting with no idle child and room under `max`: spawn at once.
  * - Crash-loop protection: a child that exits by itself before it is ready, or within
- *   `failedStartWindow` of its fork, is a failed start; consecutive failed starts back off
+ *   `failedStartWindow` of being ready, is a failed start; consecutive failed starts back off
  *   exponentially (`backoffInitial` doubling up to `backoffMax`), logged once per step with the
  *   exit code/signal and the tail of the child's stderr. When a back-off ends and connections
  *   wait, a child is started at once. The count resets once a child forked after the last failure
- *   has lived through `failedStartWindow`, and on a reload (a back-off only holds back spawns of
+ *   has been ready for `failedStartWindow`, and on a reload (a back-off only holds back spawns of
  *   the generation that failed).
  */
 export class SpareChildrenPlugin implements PoolPlugin {
@@ -153,13 +157,16 @@ export class SpareChildrenPlugin implements PoolPlugin {
       if (longest) pool.retireChild(longest, 'more idle children than maxSpare');
     });
 
-    pool.hooks.onChildNeeded.tap(PLUGIN_NAME, () => (pool.spawnChild() ? true : undefined));
+    pool.hooks.onChildNeeded.tap(PLUGIN_NAME, (info) => {
+      const live = info.stats.children.total - info.stats.children.stopping;
+      return live < options.max && pool.spawnChild() ? true : undefined;
+    });
 
     pool.hooks.onChildExit.tap(PLUGIN_NAME, (child, exit) => {
       if (pool.state !== 'running' && pool.state !== 'starting') return;
       // A child killed at its start deadline is not counted: the parent ended it, and the start
       // timeout already spaces such attempts out.
-      const failed = !exit.expected && (exit.failedStart || exit.lifetimeMs < options.failedStartWindow);
+      const failed = !exit.expected && (exit.failedStart || Date.now() - child.readyAt < options.failedStartWindow);
       if (failed) {
         // Failures of a generation that a reload has replaced say nothing about the new one.
         if (child.generation < this.#backoffGeneration) return;
@@ -200,7 +207,7 @@ export class SpareChildrenPlugin implements PoolPlugin {
       this.#retryTimer = undefined;
       if (pool.state !== 'running') return;
       const { overload, children } = pool.stats();
-      if (overload.active && children.idle === 0 && children.starting === 0) pool.spawnChild();
+      if (overload.active && children.idle === 0 && children.starting === 0 && children.total - children.stopping < this.#options.max) pool.spawnChild();
     }, delay);
     // The pool's own timers keep the process alive while it runs; this one must not outlive it.
     this.#retryTimer.unref();
@@ -215,7 +222,7 @@ export class SpareChildrenPlugin implements PoolPlugin {
     const now = Date.now();
     const window = this.#options.failedStartWindow;
     for (const child of this.#pool.children()) {
-      if (child.readyAt > 0 && child.startedAt > this.#lastFailureAt && now - child.startedAt >= window) {
+      if (child.readyAt > 0 && child.startedAt > this.#lastFailureAt && now - child.readyAt >= window) {
         this.#failures = 0;
         this.#backoffUntil = 0;
         return;

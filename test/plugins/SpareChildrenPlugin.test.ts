@@ -46,7 +46,6 @@ describe('SpareChildrenPlugin', () => {
     expect(spawned()[0]).toBe(1);
     expect(spawned().reduce((sum, count) => sum + count, 0)).toBe(3);
     await waitFor(pool.hooks.onChildIdle as never, () => pool.stats().children.idle === 7);
-    expect(pool.stats().children.total).toBe(10);
     for (const h of held) h.socket.destroy();
   });
 
@@ -100,6 +99,18 @@ describe('SpareChildrenPlugin', () => {
     held.socket.destroy();
   });
 
+  it('never spawns beyond its own max for a waiting connection, even when the pool allows more', async () => {
+    const pool = await startPool({ children: { start: 1, max: 8, minSpare: 0 }, plugins: [new SpareChildrenPlugin({ start: 1, max: 1, minSpare: 0 })] });
+    const held = await command(pool, 'hold');
+    const overloaded = nextHook(pool.hooks.onOverload);
+    const waiting = ask(pool, 'who');
+    const [info] = await overloaded;
+    expect(info.reason).toBe('no-child');
+    expect(pool.children()).toHaveLength(1);
+    held.socket.write('release\n');
+    expect(await waiting).toMatch(/^1 /);
+  });
+
   it('backs off exponentially from a crash loop, logging each step once with the exit code and the stderr tail', async () => {
     const logger = memoryLogger();
     const pool = new Pool({
@@ -138,7 +149,7 @@ describe('SpareChildrenPlugin', () => {
     expect(pool.stats().exits.failedStarts).toBeGreaterThanOrEqual(6);
   });
 
-  it('a child that is ready but dies within failedStartWindow is a failed start too: the back-off grows', async () => {
+  it('a child that is ready but dies within failedStartWindow of it is a failed start too: the back-off grows', async () => {
     const pool = await startPool({
       handler: fixture('plugin-crash-after-ready.mjs'),
       env: { CRASH_AFTER_MS: '30' },
@@ -156,11 +167,13 @@ describe('SpareChildrenPlugin', () => {
   });
 
   it('a connection that waits through a back-off is served by the first child started after it; a healthy child resets the back-off', async () => {
+    const children = { start: 1, min: 1, max: 3, minSpare: 0, maxSpare: 3 };
     const pool = await startPool({
       handler: fixture('plugin-fail-ids.mjs'),
       env: { FAIL_START_IDS: '2,4' },
       tickInterval: 20,
-      plugins: [new SpareChildrenPlugin({ start: 1, min: 1, max: 3, minSpare: 0, maxSpare: 3, backoffInitial: 100, failedStartWindow: 200 })],
+      children,
+      plugins: [new SpareChildrenPlugin({ ...children, backoffInitial: 100, failedStartWindow: 200 })],
     });
     const holdOne = await command(pool, 'hold');
     expect(holdOne.answer).toMatch(/^held 1 /);
@@ -171,9 +184,9 @@ describe('SpareChildrenPlugin', () => {
     expect(steps().map((line) => [line.fields!.child, line.fields!.failures, line.fields!.backoffMs, line.fields!.code])).toEqual([[2, 1, 100, 5]]);
     expect(steps()[0]!.fields!.stderr).toContain('plugin-fail-ids: child 2 cannot start');
 
-    // Once child 3 has lived through failedStartWindow the count is reset: child 4's failure is a first one again.
+    // Once child 3 has been ready for failedStartWindow the count is reset: child 4's failure is a first one again.
     const three = pool.children().find((child) => child.id === 3)!;
-    await waitFor(pool.hooks.onParentTick as never, () => Date.now() - three.startedAt > 250);
+    await waitFor(pool.hooks.onParentTick as never, () => Date.now() - three.readyAt > 250);
     await ticks(pool, 1);
     holdOne.socket.write('release\n');
     holdThree.socket.write('release\n');
@@ -188,11 +201,14 @@ describe('SpareChildrenPlugin', () => {
   });
 
   it('a reload is not held back by the previous generation\'s back-off', async () => {
+    // The pool's own children options size the reload: one child.
+    const children = { start: 1, min: 1, max: 2, minSpare: 0, maxSpare: 2 };
     const pool = await startPool({
       handler: fixture('plugin-fail-ids.mjs'),
       env: { FAIL_START_IDS: '2' },
       tickInterval: 20,
-      plugins: [new SpareChildrenPlugin({ start: 1, min: 1, max: 2, minSpare: 0, maxSpare: 2, backoffInitial: 20000, backoffMax: 20000 })],
+      children,
+      plugins: [new SpareChildrenPlugin({ ...children, backoffInitial: 20000, backoffMax: 20000 })],
     });
     const held = await command(pool, 'hold');
     const failed = nextHook(pool.hooks.onChildExit);
