@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { findExecutable, pickLoadGenerator, runLoad, runningLoad } from './lib/load.mjs';
-import { listenBacklog, machineInfo } from './lib/procfs.mjs';
+import { cpuBusyPercent, listenBacklog, machineInfo } from './lib/procfs.mjs';
 import { fixed, integer, median, medians, mib, ms, table } from './lib/report.mjs';
 import { runningServers, startGunicorn, startNodeServer } from './lib/servers.mjs';
 
@@ -28,10 +28,11 @@ const WORKLOADS = {
 const SERVER_NAMES = ['prefork', 'cluster', 'single', 'gunicorn', 'prefork-abrupt'];
 const USAGE = `Usage: node bench/run.mjs [options]     (npm run bench -- [options] builds first)
 
-  --quick                 2 rounds of 2 s, 1 s warm-up: about a minute and a half
+  --quick                 3 rounds of 1 s, no prefork-abrupt, scaling up to 64 children: about a
+                          minute (noisier)
   --rounds N              rounds per server and workload (default 5)
   --duration S            seconds of load per round, whole seconds (default 5)
-  --warmup S              unrecorded seconds of load per server before a workload (default 1; 0 = none)
+  --warmup S              unrecorded seconds of load per server before its first workload (default 1; 0 = none)
   --children N            children of every server (default 8)
   --connections N         concurrent clients of the new-connection workloads (default 16)
   --keepalive-connections N  concurrent clients of the keep-alive workloads (default: --children;
@@ -40,7 +41,7 @@ const USAGE = `Usage: node bench/run.mjs [options]     (npm run bench -- [option
   --threads N             load generator threads (default 2)
   --workloads LIST        close,keepalive,cpu,scaling or a,b,c,d (default: all)
   --servers LIST          ${SERVER_NAMES.join(',')} (default: all; prefork-abrupt runs in "close" only)
-  --scaling-children LIST children counts of the scaling workload (default 2,16,64,128)
+  --scaling-children LIST children counts of the scaling workload (default 2,16,64,128; --quick: 2,16,64)
   --protocol P            protocol of the prefork servers: auto (http, else raw), http or raw (default auto)
   --baseline DIR          also run "prefork-baseline": prefork loaded from DIR (the dist/ of another
                           built checkout), in the same alternating rounds, to measure a change
@@ -113,16 +114,16 @@ function readOptions() {
   if (!['auto', 'wrk', 'autocannon'].includes(load)) fail(`--load: expected auto, wrk or autocannon, got ${JSON.stringify(load)}`);
   return {
     quick,
-    rounds: positiveInteger('rounds', parsed.rounds ?? (quick ? '2' : '5')),
-    durationS: positiveInteger('duration', parsed.duration ?? (quick ? '2' : '5')),
+    rounds: positiveInteger('rounds', parsed.rounds ?? (quick ? '3' : '5')),
+    durationS: positiveInteger('duration', parsed.duration ?? (quick ? '1' : '5')),
     warmupS: positiveInteger('warmup', parsed.warmup ?? '1', 0),
     children: positiveInteger('children', parsed.children ?? '8'),
     connections: positiveInteger('connections', parsed.connections ?? '16'),
     keepaliveConnections: parsed['keepalive-connections'] === undefined ? undefined : positiveInteger('keepalive-connections', parsed['keepalive-connections']),
     threads: positiveInteger('threads', parsed.threads ?? '2'),
     workloads: list('workloads', parsed.workloads ?? Object.keys(WORKLOADS).join(','), Object.keys(WORKLOADS), letters),
-    servers: list('servers', parsed.servers ?? SERVER_NAMES.join(','), SERVER_NAMES),
-    scalingChildren: [...new Set((parsed['scaling-children'] ?? '2,16,64,128').split(',').map((text) => positiveInteger('scaling-children', text.trim())))],
+    servers: list('servers', parsed.servers ?? SERVER_NAMES.filter((name) => !quick || name !== 'prefork-abrupt').join(','), SERVER_NAMES),
+    scalingChildren: [...new Set((parsed['scaling-children'] ?? (quick ? '2,16,64' : '2,16,64,128')).split(',').map((text) => positiveInteger('scaling-children', text.trim())))],
     protocol,
     load,
     baseline,
@@ -230,6 +231,9 @@ async function measureRound(server, workload, settings, generator) {
   return round;
 }
 
+/** Servers that had their warm-up load. */
+const warmedUp = new WeakSet();
+
 const MEDIAN_PATHS = [
   'rps',
   'requests',
@@ -260,6 +264,9 @@ async function runWorkload(name, servers, settings, generator) {
   log(`${workload.title}: ${servers.map((s) => s.name).join(', ')}; ${connectionsOf(workload, settings)} connections; load average ${loadavg()[0].toFixed(2)}`);
   if (settings.warmupS > 0) {
     for (const server of servers) {
+      // Once per server: its code is warm for the next workloads (they share the servers).
+      if (warmedUp.has(server)) continue;
+      warmedUp.add(server);
       await runLoad(generator, { url: server.url(workload.path), connections: connectionsOf(workload, settings), threads: settings.threads, durationS: settings.warmupS, close: workload.close });
     }
   }
@@ -432,10 +439,14 @@ function renderMarkdown(report) {
   const { machine, settings } = report;
   const out = [];
   out.push(`Machine: ${machine.nproc} CPUs (${machine.cpuModel}), ${fixed(machine.memoryBytes / 2 ** 30, 0)} GiB, Linux ${machine.kernel}, Node ${machine.node}, ${report.load.name} ${report.load.version}, gunicorn ${report.gunicorn ?? 'not run'}.`);
-  out.push(`Command: \`${report.command}\` (${report.startedAt}; load average before: ${fixed(report.loadAverageBefore, 2)}).`);
+  const loadAfter = Object.entries(report.workloads).map(([name, workload]) => `${fixed(workload.loadAverageAfter, 1)} after ${name}`);
+  out.push(
+    `Command: \`${report.command}\` (${report.startedAt}; CPUs ${fixed(report.cpuBusyPercentBefore, 0)} % busy in the second before; ` +
+      `1-minute load average ${fixed(report.loadAverageBefore, 1)} before${loadAfter.length ? `, ${loadAfter.join(', ')}` : ''}, the benchmark's own processes included).`,
+  );
   out.push(
     `Settings: ${settings.children} children, ${report.load.name} with ${settings.threads} threads, ` +
-      `${settings.rounds} rounds of ${settings.durationS} s per server (medians across rounds), ${settings.warmupS} s warm-up; prefork protocol: ${report.preforkProtocol ?? 'n/a'}.`,
+      `${settings.rounds} rounds of ${settings.durationS} s per server (medians across rounds), ${settings.warmupS} s warm-up per server; prefork protocol: ${report.preforkProtocol ?? 'n/a'}.`,
   );
   for (const [name, workload] of Object.entries(report.workloads)) {
     out.push('', `#### ${workload.title}, ${workload.connections} clients`, '', name === 'scaling' ? scalingTable(workload) : serverTable(workload));
@@ -482,7 +493,8 @@ async function main() {
   const startedAt = new Date();
   const nproc = availableParallelism();
   const loadAverageBefore = loadavg()[0];
-  if (loadAverageBefore > nproc / 2) log(`the machine is busy (load average ${loadAverageBefore.toFixed(2)} on ${nproc} CPUs): figures will be noisy`);
+  const busyBefore = await cpuBusyPercent(1000);
+  if (busyBefore > 20) log(`the machine is busy (CPUs ${busyBefore.toFixed(0)} % busy before the start, load average ${loadAverageBefore.toFixed(2)} on ${nproc} CPUs): figures will be noisy`);
   const report = {
     version: 1,
     startedAt: startedAt.toISOString(),
@@ -491,6 +503,7 @@ async function main() {
     load: { name: generator.name, version: generator.version },
     gunicorn: undefined,
     loadAverageBefore,
+    cpuBusyPercentBefore: busyBefore,
     settings,
     preforkProtocol: undefined,
     workloads: {},

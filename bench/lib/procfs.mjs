@@ -135,6 +135,26 @@ export function machineInfo() {
   return { cpuModel, kernel };
 }
 
+/** Aggregate CPU time counters of /proc/stat: [busy, total] in clock ticks. */
+function cpuTicks() {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((sum, value) => sum + value, 0);
+  // user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+  return [total - fields[3] - fields[4], total];
+}
+
+/** How busy the machine's CPUs were over the next `ms` milliseconds, in percent (NaN where unknown). */
+export async function cpuBusyPercent(ms = 1000) {
+  try {
+    const [busyBefore, totalBefore] = cpuTicks();
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    const [busyAfter, totalAfter] = cpuTicks();
+    return totalAfter > totalBefore ? ((busyAfter - busyBefore) / (totalAfter - totalBefore)) * 100 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** The 1-minute load average. */
 export function loadAverage() {
   try {
