@@ -218,7 +218,8 @@ function childConnections(server, pid, before, after, counts, result, options) {
     return { connections: delta, how: "the pool's count of its accepts" };
   }
   if (counts.accept4) return { connections: counts.accept4.calls - counts.accept4.errors, how: 'its successful accept4 calls' };
-  if (options.server === 'cluster' && options.close) return { connections: result.requests / options.children, how: 'requests / children: round-robin hands out connections evenly' };
+  // A cluster child receives each connection's handle in one recvmsg from the primary.
+  if (options.server === 'cluster' && counts.recvmsg) return { connections: counts.recvmsg.calls - counts.recvmsg.errors, how: 'its recvmsg calls: the primary sends one handle per connection' };
   return { connections: result.requests / options.children, how: 'requests / children (an estimate)' };
 }
 
