@@ -341,7 +341,7 @@ async function stopAll(servers) {
 // ---- report ------------------------------------------------------------------------------------
 
 /** Fewer dispatches than this in a round (keep-alive) and the dispatch columns say nothing about it. */
-const MIN_DISPATCHES = 1000;
+const MIN_DISPATCHES = 100;
 
 function dispatchCell(result) {
   const rounds = result.rounds.filter((round) => round.prefork);
