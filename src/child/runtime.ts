@@ -61,6 +61,10 @@ export class ChildRuntime {
   /** Loads the handler, runs `init`, creates the protocol adapter and reports READY. */
   async start(): Promise<void> {
     this.#ctx = this.#createContext();
+    // Ctrl-C in a terminal (and a hang-up) reach the whole process group; the parent alone
+    // decides when children stop, so busy connections are not cut by a keystroke.
+    process.on('SIGINT', () => {});
+    process.on('SIGHUP', () => {});
     process.on('uncaughtException', (error) => this.#uncaught(error));
     process.on('unhandledRejection', (reason) => this.#uncaught(reason));
     try {

@@ -68,6 +68,8 @@ export interface PreforkConfig {
   execArgv?: string[];
   /** Kernel accept-queue length of each listening socket. @default 511 */
   backlog?: number;
+  /** Most accept orders per wake-up of a TCP listener (see PoolOptions). @default 1 */
+  ordersPerWakeup?: number;
   /** Linux TCP_DEFER_ACCEPT in seconds: wake only once a TCP client has sent data. 0 = off. @default 0 */
   deferAccept?: number;
   /** Milliseconds between two maintenance ticks of the parent (spawning policy, recycling). @default 1000 */

@@ -66,9 +66,24 @@ export class LatencyRecorder {
 
   reset(): void {
     this.#count = 0;
+    this.#cached = undefined;
   }
 
+  #cached: { at: number; count: number; value: { p50: number; p99: number; max: number; samples: number } } | undefined;
+
+  /**
+   * Percentiles of the kept samples. Sorting them costs about a millisecond, and stats are asked
+   * for on the overload path too, so a result is reused for 250 ms.
+   */
   summary(): { p50: number; p99: number; max: number; samples: number } {
+    const now = Date.now();
+    if (this.#cached && (this.#cached.count === this.#count || now - this.#cached.at < 250)) return this.#cached.value;
+    const value = this.#compute();
+    this.#cached = { at: now, count: this.#count, value };
+    return value;
+  }
+
+  #compute(): { p50: number; p99: number; max: number; samples: number } {
     const n = Math.min(this.#count, this.#samples.length);
     if (n === 0) return { p50: 0, p99: 0, max: 0, samples: 0 };
     const sorted = this.#samples.slice(0, n).sort();

@@ -57,8 +57,8 @@ describe('dispatch follows the rules of the model', () => {
     expect(stats.connections.served).toBe(200);
   });
 
-  it('orders at most as many children as the TCP accept queue holds connections (rule 2)', async () => {
-    const pool = await startPool({ children: { start: 4, max: 4, minSpare: 0 } });
+  it('with ordersPerWakeup > 1, orders at most as many children as the TCP accept queue holds connections (rule 2)', async () => {
+    const pool = await startPool({ children: { start: 4, max: 4, minSpare: 0 }, ordersPerWakeup: 4 });
     let overOrdered = 0;
     let multiOrderRounds = 0;
     let inRound = false;
@@ -138,7 +138,8 @@ describe('dispatch follows the rules of the model', () => {
     const pool = await startPool({
       env: { HANG_INIT_IDS: '2' },
       children: { start: 1, max: 2, minSpare: 0, maxSpare: 2 },
-      timeouts: { start: 400 },
+      // Long enough that child 1 starts even on a loaded machine; child 2 never will.
+      timeouts: { start: 2000 },
     });
     const held = await command(pool, 'hold');
     const timedOut = nextHook(pool.hooks.onChildTimeout);
