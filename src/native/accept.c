@@ -209,6 +209,20 @@ napi_value prefork_write(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* shutdownListener(fd): shutdown(SHUT_RD) on a listening socket. Unlike close(), it acts on the
+ * socket itself, which the children share: Linux stops the listener, so later connects are refused
+ * at once instead of waiting in a backlog nobody will accept from. ENOTCONN (nothing to shut) is
+ * not an error. */
+napi_value prefork_shutdown_listener(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!prefork_get_int32(env, argv[0], "fd", &fd)) return NULL;
+  if (shutdown(fd, SHUT_RD) < 0 && errno != ENOTCONN) return prefork_throw_errno(env, errno, "shutdown", NULL);
+  return NULL;
+}
+
 /* readable(fd): whether a connection waits right now (poll with a zero timeout). Works for every
  * kind of listener, so it tells an empty Unix-socket backlog, where TCP_INFO gives nothing. */
 napi_value prefork_readable(napi_env env, napi_callback_info info) {

@@ -123,6 +123,7 @@ interface NativeBinding {
   acceptQueueLength(fd: number): number;
   acceptQueue(fd: number): AcceptQueue | null;
   readable(fd: number): boolean;
+  shutdownListener(fd: number): void;
   socketpair(): [number, number];
   read(fd: number, buffer: Uint8Array, offset?: number, length?: number): number;
   write(fd: number, buffer: Uint8Array, offset?: number, length?: number): number;
@@ -496,6 +497,15 @@ class SocketWatcher implements Watcher {
 export const READABLE = 1;
 /** Watcher events: the fd is writable. */
 export const WRITABLE = 2;
+
+/**
+ * Stops a listening socket for every process that shares it (shutdown SHUT_RD): connections
+ * still queued are reset and new ones refused at once. A stopping pool calls it once its drain is
+ * over, so clients (and a front proxy) move on instead of waiting for the last child to exit.
+ */
+export function shutdownListener(fd: number): void {
+  binding().shutdownListener(fd);
+}
 
 /**
  * A connected AF_UNIX stream socket pair, both ends non-blocking and close-on-exec: the control

@@ -120,6 +120,7 @@ NAPI_MODULE_INIT() {
       {"acceptQueueLength", NULL, prefork_accept_queue_length, NULL, NULL, NULL, napi_enumerable, NULL},
       {"acceptQueue", NULL, prefork_accept_queue, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readable", NULL, prefork_readable, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"shutdownListener", NULL, prefork_shutdown_listener, NULL, NULL, NULL, napi_enumerable, NULL},
       {"socketpair", NULL, prefork_socketpair, NULL, NULL, NULL, napi_enumerable, NULL},
       {"read", NULL, prefork_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"write", NULL, prefork_write, NULL, NULL, NULL, napi_enumerable, NULL},

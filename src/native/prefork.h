@@ -74,6 +74,7 @@ napi_value prefork_listener_info(napi_env env, napi_callback_info info);
 napi_value prefork_accept(napi_env env, napi_callback_info info);
 napi_value prefork_accept_queue_length(napi_env env, napi_callback_info info);
 napi_value prefork_readable(napi_env env, napi_callback_info info);
+napi_value prefork_shutdown_listener(napi_env env, napi_callback_info info);
 napi_value prefork_socketpair(napi_env env, napi_callback_info info);
 napi_value prefork_read(napi_env env, napi_callback_info info);
 napi_value prefork_write(napi_env env, napi_callback_info info);

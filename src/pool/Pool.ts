@@ -895,6 +895,7 @@ export class Pool {
       this.logger.error('beforeShutdown failed', { error: toError(error).message });
     }
     if (drainMs > 0 && this.#children.length > 0) await this.#drain(drainMs);
+    this.#refuseNewConnections();
     if (this.#tickTimer) clearInterval(this.#tickTimer);
     if (this.#children.length > 0) {
       const gone = new Promise<void>((resolve) => (this.#childrenGone = resolve));
@@ -910,6 +911,28 @@ export class Pool {
       this.logger.error('afterShutdown failed', { error: toError(error).message });
     }
     this.#resolveOutcome({ reason, error: this.#fatal });
+  }
+
+  /**
+   * From here on nobody will accept: refuse new connections at once instead of letting the kernel
+   * queue them until the last child exits (and then reset them). A front proxy then retries
+   * elsewhere without having sent its request. The socket file of a Unix listener goes too.
+   */
+  #refuseNewConnections(): void {
+    for (const listener of this.#listeners) {
+      try {
+        native.shutdownListener(listener.fd);
+      } catch (error) {
+        this.logger.warn('could not shut the listening socket down', { listener: listener.index, error: toError(error).message });
+      }
+      if (listener.ownedPath) {
+        try {
+          unlinkSync(listener.ownedPath);
+        } catch {
+          // Already gone.
+        }
+      }
+    }
   }
 
   /** Dispatches until no listener has a connection waiting (and no order is out), or `ms` passed. */
