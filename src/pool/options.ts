@@ -2,6 +2,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { PreforkError } from '../errors.js';
 import type { Logger, LogLevel } from '../child/types.js';
 import type { PoolPlugin } from './hooks.js';
+import { checkProtocolOptions } from '../protocols/index.js';
 
 /**
  * Where to listen. Strings: `"host:port"`, `"[::1]:port"`, `":port"` (all IPv4 interfaces),
@@ -260,6 +261,7 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
   const protocol = options.protocol ?? 'raw';
   if (typeof protocol !== 'string') throw invalid('protocol', 'a protocol name', protocol);
   const protocolOptions = object(protocol, (options as unknown as Record<string, unknown>)[protocol]);
+  checkProtocolOptions(protocol, protocolOptions);
 
   const childrenRaw = object('children', options.children);
   checkKeys('children.', childrenRaw, CHILDREN_KEYS);

@@ -120,7 +120,8 @@ const HTTP_OPTION_RULES = {
 } as const satisfies Record<keyof HttpOptions, IntegerOptionRule>;
 
 /** Validates the `http` options and fills in the defaults. */
-function readHttpOptions(options: unknown): Required<HttpOptions> {
+/** Checks the `http` option section and applies its defaults; throws PREFORK_ERR_OPTION_INVALID naming the key. */
+export function readHttpOptions(options: unknown): Required<HttpOptions> {
   const settings = readIntegerOptions(PROTOCOL_NAME, options, HTTP_OPTION_RULES);
   const headersTimeoutGiven = (options as HttpOptions | undefined)?.headersTimeout !== undefined;
   if (!headersTimeoutGiven && settings.requestTimeout > 0) {

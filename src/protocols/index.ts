@@ -1,8 +1,8 @@
 import { PreforkError } from '../errors.js';
 import type { ProtocolFactory } from '../child/types.js';
-import { createHttpProtocol } from './http.js';
+import { createHttpProtocol, readHttpOptions } from './http.js';
 import { createRawProtocol } from './raw.js';
-import { createScgiProtocol } from './scgi.js';
+import { createScgiProtocol, readScgiOptions } from './scgi.js';
 
 /** The protocol names the `protocol` option accepts. */
 export const PROTOCOLS = ['raw', 'http', 'scgi'] as const;
@@ -23,4 +23,18 @@ export function protocolFactory(name: string): ProtocolFactory<any> {
     throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `protocol: expected one of ${Object.keys(factories).map((n) => `"${n}"`).join(', ')}, got ${JSON.stringify(name)}`);
   }
   return factory;
+}
+
+const optionReaders: Record<string, ((options: unknown) => unknown) | undefined> = {
+  http: readHttpOptions,
+  scgi: readScgiOptions,
+};
+
+/**
+ * Checks a protocol name and its option section in the parent, before anything binds or forks,
+ * with the same rules the child's adapter applies. Throws PREFORK_ERR_OPTION_INVALID.
+ */
+export function checkProtocolOptions(name: string, options: unknown): void {
+  protocolFactory(name);
+  optionReaders[name]?.(options);
 }

@@ -598,3 +598,8 @@ export const createScgiProtocol: ProtocolFactory<ScgiOptions> = ({ handler, ctx,
     },
   };
 };
+
+/** Checks the `scgi` option section and applies its defaults; throws PREFORK_ERR_OPTION_INVALID naming the key. */
+export function readScgiOptions(options: unknown): Record<keyof typeof SCGI_OPTION_RULES, number> {
+  return readIntegerOptions(PROTOCOL_NAME, options, SCGI_OPTION_RULES);
+}

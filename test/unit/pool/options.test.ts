@@ -42,6 +42,9 @@ describe('pool options', () => {
     expect(message({ backlog: 1.5 })).toMatch(/^backlog: expected an integer from 1 to 65535, got 1.5/);
     expect(message({ overload: 'panic' })).toMatch(/^overload: expected "graceful", "abrupt"/);
     expect(message({ env: { A: 1 } })).toBe('env.A: expected a string, got 1');
+    expect(message({ protocol: 'gopher' })).toMatch(/^protocol: expected one of "raw", "http", "scgi", got "gopher"/);
+    expect(message({ protocol: 'http', http: { keepAliveTimeout: -1 } })).toMatch(/^http.keepAliveTimeout: expected a non-negative integer/);
+    expect(message({ protocol: 'scgi', scgi: { maxHeaderSize: 'big' } })).toMatch(/^scgi.maxHeaderSize: expected/);
   });
 
   it('refuses unknown keys and impossible combinations', () => {
