@@ -481,35 +481,36 @@ export class Pool {
     }
     listener.roundOrdered = listener.roundAccepted = listener.roundNothing = listener.roundTimedOut = 0;
     let vetoed = false;
-    if (this.hooks.beforeDispatch.taps.length > 0) {
-      const request = listener.request;
-      request.wanted = wanted;
-      request.idle.length = 0;
-      for (const child of this.#children) if (child.state === 'idle') request.idle.push(child);
-      for (let n = 0; n < wanted && request.idle.length > 0; n++) {
-        const choice = this.hooks.beforeDispatch.call(request);
-        if (choice === false) {
-          vetoed = listener.roundOrdered === 0;
-          break;
-        }
-        const child = (choice === undefined ? this.#oldestIdle() : this.#children.find((c) => c === choice && c.state === 'idle')) ?? this.#oldestIdle();
-        if (!child) break;
-        this.#order(child, listener);
-        const at = request.idle.indexOf(child);
-        if (at >= 0) request.idle.splice(at, 1);
+    for (let n = 0; n < wanted; n++) {
+      const child = this.#choose(listener, wanted);
+      if (child === false) {
+        vetoed = listener.roundOrdered === 0;
+        break;
       }
-    } else {
-      for (let n = 0; n < wanted; n++) {
-        const child = this.#oldestIdle();
-        if (!child) break;
-        this.#order(child, listener);
-      }
+      if (!child) break;
+      this.#order(child, listener);
     }
     if (listener.roundOrdered > 0) {
       listener.state = 'ordering';
       return;
     }
     this.#noIdleChild(listener, vetoed);
+  }
+
+  /**
+   * The child for the next accept order: `beforeDispatch`'s choice when a plugin makes one (an
+   * idle child), `false` when it refuses, else the oldest idle child. Without taps no request is built.
+   */
+  #choose(listener: Listener, wanted: number): Child | false | undefined {
+    if (this.hooks.beforeDispatch.taps.length === 0) return this.#oldestIdle();
+    const request = listener.request;
+    request.wanted = wanted;
+    request.idle.length = 0;
+    for (const child of this.#children) if (child.state === 'idle') request.idle.push(child);
+    if (request.idle.length === 0) return undefined;
+    const choice = this.hooks.beforeDispatch.call(request);
+    if (choice === false) return false;
+    return (choice && this.#children.find((child) => child === choice && child.state === 'idle')) || this.#oldestIdle();
   }
 
   /** The idle child that started first, preferring the serving generation. */

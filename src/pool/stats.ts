@@ -29,7 +29,10 @@ export interface PoolStats {
   acceptNothing: number;
   /** Orders that got no answer within the accept timeout (the child was killed). */
   acceptTimeouts: number;
-  /** Wake-ups of a listener with an empty accept queue (TCP only). */
+  /**
+   * Wake-ups of a listener with an empty accept queue. Counted only where the queue is read: TCP
+   * listeners with `ordersPerWakeup` > 1 (with one order per wake-up the child's "nothing" tells).
+   */
   spuriousWakeups: number;
   overload: {
     /** Overloads begun so far. */
