@@ -214,11 +214,8 @@ napi_value prefork_write(napi_env env, napi_callback_info info) {
  * at once instead of waiting in a backlog nobody will accept from. ENOTCONN (nothing to shut) is
  * not an error. */
 napi_value prefork_shutdown_listener(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (!prefork_get_int32(env, argv[0], "fd", &fd)) return NULL;
+  if (!prefork_get_fd_argument(env, info, &fd)) return NULL;
   if (shutdown(fd, SHUT_RD) < 0 && errno != ENOTCONN) return prefork_throw_errno(env, errno, "shutdown", NULL);
   return NULL;
 }
@@ -226,11 +223,8 @@ napi_value prefork_shutdown_listener(napi_env env, napi_callback_info info) {
 /* readable(fd): whether a connection waits right now (poll with a zero timeout). Works for every
  * kind of listener, so it tells an empty Unix-socket backlog, where TCP_INFO gives nothing. */
 napi_value prefork_readable(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (!prefork_get_int32(env, argv[0], "fd", &fd)) return NULL;
+  if (!prefork_get_fd_argument(env, info, &fd)) return NULL;
   struct pollfd entry = {.fd = fd, .events = POLLIN, .revents = 0};
   int ready;
   do {
@@ -245,11 +239,8 @@ napi_value prefork_readable(napi_env env, napi_callback_info info) {
 
 /* acceptQueueLength(fd): the number of connections waiting, or -1 when unknown. */
 napi_value prefork_accept_queue_length(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (!prefork_get_int32(env, argv[0], "fd", &fd)) return NULL;
+  if (!prefork_get_fd_argument(env, info, &fd)) return NULL;
 
   uint32_t length = 0, limit = 0;
   int outcome = read_accept_queue(fd, &length, &limit);
@@ -261,11 +252,8 @@ napi_value prefork_accept_queue_length(napi_env env, napi_callback_info info) {
 
 /* acceptQueue(fd): { length, limit }, or null when unknown. */
 napi_value prefork_accept_queue(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (!prefork_get_int32(env, argv[0], "fd", &fd)) return NULL;
+  if (!prefork_get_fd_argument(env, info, &fd)) return NULL;
 
   uint32_t length = 0, limit = 0;
   int outcome = read_accept_queue(fd, &length, &limit);
@@ -431,11 +419,8 @@ napi_value prefork_set_nonblocking(napi_env env, napi_callback_info info) {
 
 /* close(fd) */
 napi_value prefork_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (!prefork_get_int32(env, argv[0], "fd", &fd)) return NULL;
+  if (!prefork_get_fd_argument(env, info, &fd)) return NULL;
   /* Linux releases the fd even when close() reports EINTR; retrying could close an fd that
    * another thread (a libuv worker) has just been given. */
   if (close(fd) < 0 && errno != EINTR) return prefork_throw_errno(env, errno, "close", NULL);

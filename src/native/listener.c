@@ -388,11 +388,8 @@ static bool check_listening_stream(napi_env env, int fd) {
 
 /* adoptListener(fd) */
 napi_value prefork_adopt_listener(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (!prefork_get_int32(env, argv[0], "fd", &fd)) return NULL;
+  if (!prefork_get_fd_argument(env, info, &fd)) return NULL;
   if (!check_listening_stream(env, fd)) return NULL;
 
   int error_number = prefork_update_nonblocking(fd, true);
@@ -404,11 +401,8 @@ napi_value prefork_adopt_listener(napi_env env, napi_callback_info info) {
 
 /* listenerInfo(fd): the ListenerInfo of any socket, plus `listening` (SO_ACCEPTCONN). */
 napi_value prefork_listener_info(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (!prefork_get_int32(env, argv[0], "fd", &fd)) return NULL;
+  if (!prefork_get_fd_argument(env, info, &fd)) return NULL;
 
   napi_value result = describe_socket(env, fd);
   if (result == NULL) return NULL;

@@ -78,6 +78,16 @@ bool prefork_get_int32(napi_env env, napi_value value, const char *name, int32_t
   return true;
 }
 
+bool prefork_get_fd_argument(napi_env env, napi_callback_info info, int32_t *fd) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    prefork_throw_last_napi_error(env);
+    return false;
+  }
+  return prefork_get_int32(env, argv[0], "fd", fd);
+}
+
 bool prefork_get_optional_int32(napi_env env, napi_value value, const char *name, int32_t fallback,
                                 int32_t *result) {
   napi_valuetype type = napi_undefined;

@@ -54,6 +54,9 @@ napi_value prefork_create_errno_error(napi_env env, int error_number, const char
 /* Reads an int32 argument; throws a TypeError naming `name` and returns false when it is not one. */
 bool prefork_get_int32(napi_env env, napi_value value, const char *name, int32_t *result);
 
+/* Reads the one argument `fd` of a callback taking only an fd; false after throwing. */
+bool prefork_get_fd_argument(napi_env env, napi_callback_info info, int32_t *fd);
+
 /* Reads an optional int32 argument: `undefined` and `null` give `fallback`. */
 bool prefork_get_optional_int32(napi_env env, napi_value value, const char *name, int32_t fallback,
                                 int32_t *result);
