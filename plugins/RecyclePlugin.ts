@@ -136,6 +136,12 @@ export class RecyclePlugin implements PoolPlugin {
         const limit = this.#limits.get(child);
         if (limit !== undefined && info.served >= limit) this.#recycle(pool, child, `served ${info.served} connections (maxConnectionsPerChild ${limit})`);
       });
+      // A chain grant must not take a child past its limit: the order's own connection plus the
+      // grant is at most what is left of it.
+      pool.hooks.chainBudget.tap(PLUGIN_NAME, (count, child) => {
+        const limit = this.#limits.get(child);
+        return limit === undefined ? count : Math.max(0, Math.min(count, limit - child.accepted - 1));
+      });
       // With slots > 1 a child is idle again while it still serves: stop it from taking more than its limit.
       pool.hooks.onChildIdle.tap(PLUGIN_NAME, (child) => {
         if (child.slots === 1) return;

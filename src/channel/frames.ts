@@ -6,7 +6,7 @@ import { PreforkError } from '../errors.js';
  *
  * ```
  * offset 0  u8   type      (one of ORDER / STOP from the parent, or a STATUS from the child)
- * offset 1  u8   reserved  (0)
+ * offset 1  u8   count     (ACCEPT only: the chain grant, 0-255; 0 in every other frame)
  * offset 2  u16  argument  (the listener index of an accept order or answer)
  * offset 4  u32  length    (bytes of UTF-8 JSON payload that follow; 0 for every hot-path frame)
  * ```
@@ -21,10 +21,17 @@ export const MAX_PAYLOAD_SIZE = 1 << 20;
 
 /** Frames the parent sends to a child. */
 export const Order = {
-  /** Accept one connection from listener `argument` now, then answer ACCEPTED or NOTHING. */
+  /**
+   * Accept one connection from listener `argument` now, then answer ACCEPTED or NOTHING. A
+   * non-zero `count` is a chain grant: after finishing a connection the child may accept the next
+   * one from the same listener itself, up to `count` times, answering CHAINED (or DONE once the
+   * accept finds nothing). The grant ends with the first DONE, NOTHING or STOP.
+   */
   ACCEPT: 1,
   /** Take no more orders, finish the current connections, run `close`, exit 0. */
   STOP: 2,
+  /** The chain grant ends now: report DONE after the current connection and wait for an order. */
+  END_CHAIN: 3,
 } as const;
 
 /** Frames a child sends to the parent. */
@@ -47,6 +54,11 @@ export const Status = {
   INIT_FAILED: 23,
   /** A log line from the child's logger. Payload: `{ level, message, fields? }`. */
   LOG: 24,
+  /**
+   * DONE and ACCEPTED in one frame, under a chain grant: a connection is finished and the child
+   * accepted the next one from listener `argument` by itself (the child stays busy).
+   */
+  CHAINED: 25,
 } as const;
 
 /** A frame type number. */
@@ -55,7 +67,7 @@ export type FrameType = (typeof Order)[keyof typeof Order] | (typeof Status)[key
 const KNOWN_TYPES = new Set<number>([...Object.values(Order), ...Object.values(Status)]);
 
 /** Encodes one frame. Hot-path callers should use {@link constantFrame} instead. */
-export function encodeFrame(type: FrameType, argument = 0, payload?: unknown): Buffer {
+export function encodeFrame(type: FrameType, argument = 0, payload?: unknown, count = 0): Buffer {
   const body = payload === undefined ? undefined : Buffer.from(JSON.stringify(payload), 'utf8');
   const length = body ? body.length : 0;
   if (length > MAX_PAYLOAD_SIZE) {
@@ -63,7 +75,10 @@ export function encodeFrame(type: FrameType, argument = 0, payload?: unknown): B
   }
   const frame = Buffer.allocUnsafe(FRAME_HEADER_SIZE + length);
   frame.writeUInt8(type, 0);
-  frame.writeUInt8(0, 1);
+  if (count !== 0 && (type !== Order.ACCEPT || !Number.isInteger(count) || count < 0 || count > 255)) {
+    throw new PreforkError('PREFORK_ERR_CHANNEL', `frame count ${count} is only valid on an accept order, from 0 to 255`);
+  }
+  frame.writeUInt8(count, 1);
   frame.writeUInt16LE(argument, 2);
   frame.writeUInt32LE(length, 4);
   if (body) body.copy(frame, FRAME_HEADER_SIZE);
@@ -76,18 +91,18 @@ const constantFrames = new Map<number, Buffer>();
  * A shared, never-modified buffer for a payload-less frame. Sockets may hold on to a written
  * buffer until it is flushed; that is safe here because its bytes never change.
  */
-export function constantFrame(type: FrameType, argument = 0): Buffer {
-  const key = type * 65536 + argument;
+export function constantFrame(type: FrameType, argument = 0, count = 0): Buffer {
+  const key = (type * 256 + count) * 65536 + argument;
   let frame = constantFrames.get(key);
   if (!frame) {
-    frame = encodeFrame(type, argument);
+    frame = encodeFrame(type, argument, undefined, count);
     constantFrames.set(key, frame);
   }
   return frame;
 }
 
-/** Receives each decoded frame. `payload` is undefined for frames without one. */
-export type FrameListener = (type: number, argument: number, payload: unknown) => void;
+/** Receives each decoded frame. `payload` is undefined for frames without one; `count` is 0 except on ACCEPT. */
+export type FrameListener = (type: number, argument: number, payload: unknown, count: number) => void;
 
 /**
  * Turns a byte stream into frames, whatever way the stream was cut into chunks. Frames without a
@@ -112,9 +127,10 @@ export class FrameDecoder {
     const end = data.length;
     while (end - offset >= FRAME_HEADER_SIZE) {
       const type = data[offset]!;
+      const count = data[offset + 1]!;
       const argument = data[offset + 2]! | (data[offset + 3]! << 8);
       const length = data.readUInt32LE(offset + 4);
-      if (!KNOWN_TYPES.has(type) || data[offset + 1] !== 0 || length > MAX_PAYLOAD_SIZE) {
+      if (!KNOWN_TYPES.has(type) || (count !== 0 && type !== Order.ACCEPT) || length > MAX_PAYLOAD_SIZE) {
         throw new PreforkError('PREFORK_ERR_CHANNEL', `corrupt frame on the control channel (type ${type}, length ${length})`);
       }
       if (end - offset - FRAME_HEADER_SIZE < length) break;
@@ -128,7 +144,7 @@ export class FrameDecoder {
         }
       }
       offset += FRAME_HEADER_SIZE + length;
-      this.#onFrame(type, argument, payload);
+      this.#onFrame(type, argument, payload, count);
     }
     // Copy the tail: it must not pin (or alias) the whole chunk it came from.
     if (offset < end) this.#pending = Buffer.from(data.subarray(offset));

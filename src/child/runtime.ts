@@ -37,6 +37,10 @@ export class ChildRuntime {
   #stopping = false;
   #exiting = false;
   #ready = false;
+  /** Connections this child may still accept by itself under the current chain grant. */
+  #chainLeft = 0;
+  /** The listener of the current chain grant. */
+  #chainListener = 0;
 
   constructor(boot: ChildBootstrap) {
     this.#boot = boot;
@@ -51,7 +55,7 @@ export class ChildRuntime {
     }
     native.setNonblocking(CHANNEL_FD, true);
     this.#channel = new Channel(CHANNEL_FD, {
-      onFrame: (type, argument) => this.#onOrder(type, argument),
+      onFrame: (type, argument, _payload, count) => this.#onOrder(type, argument, count),
       // EOF: the parent is gone (even killed); finish the current connections and exit.
       onClose: () => this.#parentGone(),
       onError: (error) => process.stderr.write(`prefork child ${boot.id}: ${error.message}\n`),
@@ -119,30 +123,44 @@ export class ChildRuntime {
     };
   }
 
-  #onOrder(type: number, argument: number): void {
-    if (type === Order.ACCEPT) this.#accept(argument);
+  #onOrder(type: number, argument: number, count: number): void {
+    if (type === Order.ACCEPT) this.#accept(argument, count);
     else if (type === Order.STOP) this.#stop();
+    else if (type === Order.END_CHAIN) this.#chainLeft = 0;
   }
 
   /** The accept order: one non-blocking accept, then the answer; never blocks, never throws. */
-  #accept(listener: number): void {
-    const fd = this.#listenerFds[listener];
-    let connection = -1;
-    if (fd !== undefined && !this.#stopping) {
-      try {
-        connection = native.accept(fd);
-      } catch (error) {
-        // EMFILE and friends: this child cannot take the connection now; it stays in the backlog.
-        this.#reportError(error, 'accept');
-      }
-    }
+  #accept(listener: number, chain: number): void {
+    const connection = this.#tryAccept(listener);
     if (connection < 0) {
+      this.#chainLeft = 0;
       this.#send(Status.NOTHING, listener);
       return;
     }
+    // The grant holds until it is used up, an accept finds nothing, or the child stops.
+    this.#chainLeft = chain;
+    this.#chainListener = listener;
     this.#active++;
     this.#connections++;
     this.#send(Status.ACCEPTED, listener);
+    this.#serve(connection);
+  }
+
+  /** One non-blocking accept on listener `listener`: the connection's fd, or -1 for none. */
+  #tryAccept(listener: number): number {
+    const fd = this.#listenerFds[listener];
+    if (fd === undefined || this.#stopping) return -1;
+    try {
+      return native.accept(fd);
+    } catch (error) {
+      // EINVAL: the parent shut the listener down (a stop), which a chained accept can race.
+      // EMFILE and friends: this child cannot take the connection now; it stays in the backlog.
+      if ((error as { code?: string }).code !== 'EINVAL') this.#reportError(error, 'accept');
+      return -1;
+    }
+  }
+
+  #serve(connection: number): void {
     let socket: Socket;
     try {
       socket = new Socket({ fd: connection, readable: true, writable: true });
@@ -158,7 +176,26 @@ export class ChildRuntime {
     });
   }
 
+  /**
+   * A connection is finished. Under a chain grant the child first tries to accept the next
+   * connection itself (without blocking) and reports both in one CHAINED frame; otherwise, or
+   * when nothing waits, it reports DONE and the grant ends.
+   */
   #connectionDone = (): void => {
+    // Orders come before the grant: read what the parent sent (an END_CHAIN or STOP of a stop or
+    // reload that has begun) before accepting on our own. Usually one read that finds nothing.
+    if (this.#chainLeft > 0) this.#channel.drain();
+    if (this.#chainLeft > 0) {
+      const next = this.#tryAccept(this.#chainListener);
+      if (next >= 0) {
+        this.#chainLeft--;
+        this.#connections++;
+        this.#send(Status.CHAINED, this.#chainListener);
+        this.#serve(next);
+        return;
+      }
+      this.#chainLeft = 0;
+    }
     this.#active--;
     this.#send(Status.DONE);
     if (this.#stopping && this.#active === 0) void this.#finish();
@@ -167,6 +204,7 @@ export class ChildRuntime {
   #stop(): void {
     if (this.#stopping) return;
     this.#stopping = true;
+    this.#chainLeft = 0;
     this.#adapter?.stop?.();
     if (this.#active === 0 && this.#ready) void this.#finish();
   }

@@ -7,8 +7,10 @@ import { constantFrame, Order } from '../channel/frames.js';
  *
  * ```
  * starting ──READY──▶ idle ──order──▶ accepting ──ACCEPTED──▶ busy ──DONE──▶ idle
- *                      ▲                  │ NOTHING                (idle again at once when
- *                      └──────────────────┘                         slots > 1 and one is free)
+ *                      ▲                  │ NOTHING              │  ▲  (idle again at once when
+ *                      └──────────────────┘                      └──┘   slots > 1 and one is free)
+ *                                                              CHAINED (a chain grant: done, and
+ *                                                                       the next one accepted)
  * any state ──stop/retire──▶ stopping ──exit──▶ exited
  * ```
  */
@@ -88,6 +90,8 @@ export class Child implements ChildInfo {
   stopReason: string | undefined;
   /** The listener of the outstanding accept order, or -1. */
   orderListener = -1;
+  /** Connections the child may still accept by itself under its last order's chain grant. */
+  chainLeft = 0;
   /** When the current deadline (start, accept or stop) expires, ms since the epoch; 0 = none. */
   deadline = 0;
   /** Whether the pool itself asked this child to go (so its exit is no crash). */
@@ -104,9 +108,14 @@ export class Child implements ChildInfo {
     this.pid = child.pid ?? -1;
   }
 
-  /** Orders the child to accept one connection from listener `listener`. */
-  orderAccept(listener: number): void {
-    this.channel.send(constantFrame(Order.ACCEPT, listener));
+  /** Orders the child to accept one connection from listener `listener`, granting `chain` follow-on accepts. */
+  orderAccept(listener: number, chain = 0): void {
+    this.channel.send(constantFrame(Order.ACCEPT, listener, chain));
+  }
+
+  /** Ends the child's chain grant early (a stop or reload begins); it reports DONE after its connection. */
+  orderEndChain(): void {
+    this.channel.send(constantFrame(Order.END_CHAIN));
   }
 
   /** Tells the child to finish its connections and exit. */

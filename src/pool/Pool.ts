@@ -146,6 +146,7 @@ export class Pool {
   #counters = {
     ordered: 0,
     accepted: 0,
+    chained: 0,
     served: 0,
     lost: 0,
     rejected: 0,
@@ -276,7 +277,7 @@ export class Pool {
       generation: this.#generation,
       uptimeMs: this.#startedAt ? Date.now() - this.#startedAt : 0,
       children,
-      connections: { ordered: c.ordered, accepted: c.accepted, served: c.served, lost: c.lost, rejected: c.rejected, active },
+      connections: { ordered: c.ordered, accepted: c.accepted, chained: c.chained, served: c.served, lost: c.lost, rejected: c.rejected, active },
       acceptNothing: c.acceptNothing,
       acceptTimeouts: c.acceptTimeouts,
       spuriousWakeups: c.spuriousWakeups,
@@ -363,6 +364,7 @@ export class Pool {
       next.plugins = this.#options.plugins;
     }
     if (this.#reload) this.#abandonReload('superseded by a newer reload');
+    this.#endChains();
     const generation = Math.max(this.#generation, this.#spawnGeneration) + 1;
     this.#reload = { generation, previous: this.#options };
     this.#options = next;
@@ -531,7 +533,22 @@ export class Pool {
     listener.outstanding++;
     listener.roundOrdered++;
     this.#counters.ordered++;
-    child.orderAccept(listener.index);
+    const chain = this.#chainGrant(child);
+    child.chainLeft = chain;
+    child.orderAccept(listener.index, chain);
+  }
+
+  /**
+   * The chain grant of an order: how many connections the child may accept by itself once it
+   * has finished this one. None while a plugin chooses children per connection (`beforeDispatch`),
+   * for multi-slot children, or while a reload or stop is under way.
+   */
+  #chainGrant(child: Child): number {
+    const limit = this.#options.acceptChain;
+    if (limit === 0 || child.slots !== 1 || this.#state !== 'running' || this.#reload || this.hooks.beforeDispatch.taps.length > 0) return 0;
+    if (this.hooks.chainBudget.taps.length === 0) return limit;
+    const budget = this.hooks.chainBudget.call(limit, child);
+    return Number.isInteger(budget) && budget > 0 ? Math.min(budget, limit) : 0;
   }
 
   #noIdleChild(listener: Listener, vetoed: boolean): void {
@@ -589,6 +606,7 @@ export class Pool {
       listener.roundAccepted++;
       this.#latency.record((performance.now() - listener.readableAt) * 1000);
     } else {
+      child.chainLeft = 0;
       this.#counters.acceptNothing++;
       listener.roundNothing++;
     }
@@ -661,6 +679,9 @@ export class Pool {
       case Status.DONE:
         this.#onDone(child);
         return;
+      case Status.CHAINED:
+        this.#onChained(child);
+        return;
       case Status.READY:
         this.#onReady(child);
         return;
@@ -702,11 +723,41 @@ export class Pool {
   }
 
   #onDone(child: Child): void {
+    // The child reports a plain DONE only when its chain grant (if any) has ended.
+    child.chainLeft = 0;
     child.active--;
     child.served++;
     this.#counters.served++;
     if (this.hooks.onConnectionDone.taps.length > 0) this.hooks.onConnectionDone.call(child, { served: child.served });
     if (child.state === 'busy' || (child.state === 'idle' && child.generation < this.#generation)) this.#settle(child);
+  }
+
+  /**
+   * Ends every chain grant still running (a stop or reload begins): from now on the parent
+   * decides each accept again. A CHAINED frame already on its way is still valid.
+   */
+  #endChains(): void {
+    for (const child of this.#children) {
+      if (child.chainLeft > 0 && child.state !== 'stopping' && child.state !== 'exited') child.orderEndChain();
+    }
+  }
+
+  /** DONE and ACCEPTED in one: the child finished a connection and took the next under its chain grant. */
+  #onChained(child: Child): void {
+    if (child.chainLeft <= 0 || (child.state !== 'busy' && child.state !== 'stopping')) {
+      this.logger.error('child accepted a connection without a chain grant; killing it', { child: child.id, pid: child.pid, state: child.state });
+      this.#kill(child);
+      return;
+    }
+    child.chainLeft--;
+    child.served++;
+    this.#counters.served++;
+    if (this.hooks.onConnectionDone.taps.length > 0) this.hooks.onConnectionDone.call(child, { served: child.served });
+    child.accepted++;
+    this.#counters.accepted++;
+    this.#counters.chained++;
+    // Still busy: no settle. A child of a generation a reload has replaced is told to go now.
+    if (child.state === 'busy' && child.generation < this.#generation) this.#stopChild(child, 'replaced by a reload');
   }
 
   #onShutdownRequest(child: Child, reason: string | undefined, token: string | undefined): void {
@@ -885,6 +936,7 @@ export class Pool {
     }
     const info = { reason, requestedByChild };
     this.#state = 'stopping';
+    this.#endChains();
     this.#startWaiter?.();
     for (const listener of this.#listeners) {
       listener.watcher.stop();

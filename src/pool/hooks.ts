@@ -152,6 +152,13 @@ export function createPoolHooks() {
     // ---- dispatch -------------------------------------------------------------------------
     /** Choose which idle child gets the next accept order, or `false` to refuse the connection. Hot path. */
     beforeDispatch: new SyncBailHook<[DispatchRequest], DispatchDecision>(['request']),
+    /**
+     * How many connections an accept order lets the child accept by itself after this one (the
+     * chain grant; starts at the `acceptChain` option). Each tap may lower it; 0 makes the child
+     * report after this connection and wait for a new order. Only called when a grant is possible
+     * (no `beforeDispatch` tap, one slot, no reload or stop in progress). Hot path.
+     */
+    chainBudget: new SyncWaterfallHook<[number, ChildInfo]>(['count', 'child']),
     /** Every child ordered in one round has answered (or timed out). Hot path. */
     afterDispatch: new SyncHook<[DispatchResult]>(['result']),
     /**

@@ -14,8 +14,10 @@ export interface PoolStats {
   connections: {
     /** Accept orders sent to children. */
     ordered: number;
-    /** Orders answered "accepted". */
+    /** Connections children accepted: orders answered "accepted", plus `chained`. */
     accepted: number;
+    /** Connections children accepted by themselves under a chain grant (see `acceptChain`). */
+    chained: number;
     /** Connections children finished. */
     served: number;
     /** Connections whose child died before finishing them. */

@@ -17,6 +17,18 @@ describe('control channel frames', () => {
     expect(decodeAll([frame])).toEqual([[Order.ACCEPT, 3, undefined]]);
   });
 
+  it('an accept order carries its chain grant in the count byte; no other frame may', () => {
+    const granted = constantFrame(Order.ACCEPT, 2, 32);
+    expect(granted[1]).toBe(32);
+    expect(granted).not.toBe(constantFrame(Order.ACCEPT, 2));
+    expect(constantFrame(Order.ACCEPT, 2, 32)).toBe(granted);
+    const counts: number[] = [];
+    new FrameDecoder((_type, _argument, _payload, count) => counts.push(count)).push(Buffer.concat([granted, constantFrame(Status.CHAINED, 2), constantFrame(Order.END_CHAIN)]));
+    expect(counts).toEqual([32, 0, 0]);
+    expect(() => constantFrame(Status.CHAINED, 0, 1)).toThrow(/only valid on an accept order/);
+    expect(() => constantFrame(Order.ACCEPT, 0, 256)).toThrow(/from 0 to 255/);
+  });
+
   it('decodes the same frames however the stream is cut', () => {
     const stream = Buffer.concat([
       constantFrame(Status.READY),

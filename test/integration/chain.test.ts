@@ -1,0 +1,116 @@
+import net from 'node:net';
+import { once } from 'node:events';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ChildExitInfo, ChildInfo } from '../../src/pool/Child.js';
+import type { Pool } from '../../src/pool/Pool.js';
+import { accepted, command, fixture, readLine, served, startPool, stopPools, target } from '../helpers.js';
+
+afterEach(stopPools);
+
+const ONE_CHILD = { start: 1, min: 1, max: 1, minSpare: 0, maxSpare: 1 };
+
+/**
+ * Child 1 holds a connection while `count` clients complete their handshake (so they wait in the
+ * kernel's accept queue) and send `who`; then the held connection is released. Resolves with the
+ * answers, in client order.
+ */
+async function queueBehindHeld(pool: Pool, count: number, beforeRelease?: () => void): Promise<string[]> {
+  const held = await command(pool, 'hold');
+  expect(held.answer).toMatch(/^held 1 /);
+  await accepted(pool, 1);
+  const clients = await Promise.all(
+    Array.from({ length: count }, async () => {
+      const socket = net.connect(target(pool));
+      await once(socket, 'connect');
+      socket.write('who\n');
+      return socket;
+    }),
+  );
+  beforeRelease?.();
+  held.socket.write('release\n');
+  const answers = await Promise.all(clients.map((socket) => readLine(socket)));
+  for (const socket of clients) socket.destroy();
+  return answers;
+}
+
+describe('chain grants (acceptChain)', () => {
+  it('a child finishing a connection accepts the waiting ones itself, one CHAINED report each', async () => {
+    const pool = await startPool({ children: ONE_CHILD });
+    const answers = await queueBehindHeld(pool, 5);
+    for (const answer of answers) expect(answer).toMatch(/^1 \d+$/);
+    await served(pool, 6);
+    const stats = pool.stats();
+    // One order (the held connection); the five queued ones came through its grant.
+    expect(stats.connections).toMatchObject({ ordered: 1, accepted: 6, chained: 5, served: 6, lost: 0 });
+    expect(stats.acceptNothing).toBe(0);
+    expect(pool.children()[0]!.state).toBe('idle');
+  });
+
+  it('acceptChain: 0 keeps one order per accept', async () => {
+    const pool = await startPool({ children: ONE_CHILD, acceptChain: 0 });
+    const answers = await queueBehindHeld(pool, 5);
+    for (const answer of answers) expect(answer).toMatch(/^1 \d+$/);
+    await served(pool, 6);
+    expect(pool.stats().connections).toMatchObject({ ordered: 6, accepted: 6, chained: 0, served: 6 });
+  });
+
+  it('chainBudget lowers the grant per order; the child then waits for a new order', async () => {
+    const pool = await startPool({ children: ONE_CHILD });
+    const asked: number[] = [];
+    pool.hooks.chainBudget.tap('test', (count, child) => {
+      asked.push(count);
+      expect(child.id).toBe(1);
+      return 2;
+    });
+    const answers = await queueBehindHeld(pool, 5);
+    expect(answers).toHaveLength(5);
+    await served(pool, 6);
+    // Order 1 (held) + 2 chained; DONE; order 2 + 2 chained; DONE when nothing is left.
+    expect(pool.stats().connections).toMatchObject({ ordered: 2, chained: 4, accepted: 6 });
+    expect(asked).toEqual([32, 32]);
+  });
+
+  it('no grant while a plugin chooses children per connection (beforeDispatch)', async () => {
+    const pool = await startPool({ children: ONE_CHILD });
+    pool.hooks.beforeDispatch.tap('chooser', () => undefined);
+    await queueBehindHeld(pool, 3);
+    await served(pool, 4);
+    expect(pool.stats().connections).toMatchObject({ ordered: 4, chained: 0 });
+  });
+
+  it('recycling caps the grant, so a child never accepts more than maxConnectionsPerChild', async () => {
+    const pool = await startPool({ children: ONE_CHILD, recycle: { maxConnectionsPerChild: 3, jitter: 0 } });
+    const exited: ChildInfo[] = [];
+    pool.hooks.onChildExit.tap('test', (child) => void exited.push(child));
+    const answers = await queueBehindHeld(pool, 7);
+    expect(answers).toHaveLength(7);
+    await served(pool, 8);
+    const stats = pool.stats();
+    expect(stats.connections.chained).toBeGreaterThan(0);
+    expect(stats.connections.lost).toBe(0);
+    for (const child of [...exited, ...pool.children()]) expect(child.accepted, `child ${child.id}`).toBeLessThanOrEqual(3);
+    expect(exited.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a reload ends the running grants: until the new generation is ready, every accept is ordered', async () => {
+    const pool = await startPool({ children: ONE_CHILD });
+    // The new generation takes 400 ms to start; the old child serves meanwhile, order by order.
+    const reload = () => void pool.reload({ handler: fixture('control.mjs'), listen: '127.0.0.1:0', children: ONE_CHILD, env: { INIT_DELAY_MS: '400' } });
+    const answers = await queueBehindHeld(pool, 4, reload);
+    for (const answer of answers) expect(answer).toMatch(/^1 \d+$/);
+    await served(pool, 5);
+    expect(pool.stats().connections).toMatchObject({ ordered: 5, chained: 0 });
+    expect(pool.generation).toBe(1);
+  });
+
+  it('kills a child that reports a connection it accepted without a grant', async () => {
+    const pool = await startPool({ children: ONE_CHILD, acceptChain: 0 });
+    const exit = new Promise<ChildExitInfo>((resolve) => pool.hooks.onChildExit.tap('test', (child, info) => void (child.id === 1 && resolve(info))));
+    const forged = await command(pool, 'forge-chained');
+    expect(forged.answer).toMatch(/^forged 1 /);
+    const info = await exit;
+    expect(info.signal).toBe('SIGKILL');
+    expect(pool.logged.lines.some((line) => line.message.includes('without a chain grant'))).toBe(true);
+    forged.socket.destroy();
+  });
+});
