@@ -6,7 +6,7 @@ import { PreforkError } from '../errors.js';
  *
  * ```
  * offset 0  u8   type      (one of ORDER / STOP from the parent, or a STATUS from the child)
- * offset 1  u8   count     (ACCEPT only: the chain grant, 0-255; 0 in every other frame)
+ * offset 1  u8   count     (ACCEPT: the chain grant, 0-255; CHAINED: connections reported, 1-255; else 0)
  * offset 2  u16  argument  (the listener index of an accept order or answer)
  * offset 4  u32  length    (bytes of UTF-8 JSON payload that follow; 0 for every hot-path frame)
  * ```
@@ -55,8 +55,9 @@ export const Status = {
   /** A log line from the child's logger. Payload: `{ level, message, fields? }`. */
   LOG: 24,
   /**
-   * DONE and ACCEPTED in one frame, under a chain grant: a connection is finished and the child
-   * accepted the next one from listener `argument` by itself (the child stays busy).
+   * DONE and ACCEPTED, `count` times, under a chain grant: the child finished `count` connections
+   * and after each accepted the next one from listener `argument` by itself (it stays busy). A
+   * child batches these reports (see the child runtime) and always sends them before its DONE.
    */
   CHAINED: 25,
 } as const;
@@ -65,6 +66,8 @@ export const Status = {
 export type FrameType = (typeof Order)[keyof typeof Order] | (typeof Status)[keyof typeof Status];
 
 const KNOWN_TYPES = new Set<number>([...Object.values(Order), ...Object.values(Status)]);
+/** Frames whose count byte may be non-zero. */
+const COUNTED_TYPES = new Set<number>([Order.ACCEPT, Status.CHAINED]);
 
 /** Encodes one frame. Hot-path callers should use {@link constantFrame} instead. */
 export function encodeFrame(type: FrameType, argument = 0, payload?: unknown, count = 0): Buffer {
@@ -75,8 +78,8 @@ export function encodeFrame(type: FrameType, argument = 0, payload?: unknown, co
   }
   const frame = Buffer.allocUnsafe(FRAME_HEADER_SIZE + length);
   frame.writeUInt8(type, 0);
-  if (count !== 0 && (type !== Order.ACCEPT || !Number.isInteger(count) || count < 0 || count > 255)) {
-    throw new PreforkError('PREFORK_ERR_CHANNEL', `frame count ${count} is only valid on an accept order, from 0 to 255`);
+  if (count !== 0 && (!COUNTED_TYPES.has(type) || !Number.isInteger(count) || count < 0 || count > 255)) {
+    throw new PreforkError('PREFORK_ERR_CHANNEL', `frame count ${count} is only valid on an accept order or a chained report, from 0 to 255`);
   }
   frame.writeUInt8(count, 1);
   frame.writeUInt16LE(argument, 2);
@@ -101,7 +104,7 @@ export function constantFrame(type: FrameType, argument = 0, count = 0): Buffer 
   return frame;
 }
 
-/** Receives each decoded frame. `payload` is undefined for frames without one; `count` is 0 except on ACCEPT. */
+/** Receives each decoded frame. `payload` is undefined for frames without one; `count` is 0 except on ACCEPT and CHAINED. */
 export type FrameListener = (type: number, argument: number, payload: unknown, count: number) => void;
 
 /**
@@ -130,7 +133,7 @@ export class FrameDecoder {
       const count = data[offset + 1]!;
       const argument = data[offset + 2]! | (data[offset + 3]! << 8);
       const length = data.readUInt32LE(offset + 4);
-      if (!KNOWN_TYPES.has(type) || (count !== 0 && type !== Order.ACCEPT) || length > MAX_PAYLOAD_SIZE) {
+      if (!KNOWN_TYPES.has(type) || (count !== 0 && !COUNTED_TYPES.has(type)) || length > MAX_PAYLOAD_SIZE) {
         throw new PreforkError('PREFORK_ERR_CHANNEL', `corrupt frame on the control channel (type ${type}, length ${length})`);
       }
       if (end - offset - FRAME_HEADER_SIZE < length) break;

@@ -1,4 +1,5 @@
 import { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { Channel } from '../channel/Channel.js';
 import { pathToFileURL } from 'node:url';
 import { constantFrame, encodeFrame, Order, Status, type FrameType } from '../channel/frames.js';
@@ -18,6 +19,28 @@ const EXIT_INIT_FAILED = 3;
 const EXIT_UNCAUGHT = 70;
 
 const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+
+/**
+ * Under a chain grant the parent needs no report to decide anything (the child stays busy), and
+ * every frame wakes it; so chained connections are reported together: when the grant ends (with
+ * the DONE), and meanwhile at least every this many milliseconds, so that its counters lag little.
+ */
+const CHAIN_REPORT_MS = 100;
+/** Most connections one CHAINED frame reports (its count byte). */
+const CHAIN_REPORT_MAX = 255;
+
+const chainedThenDoneFrames = new Map<number, Buffer>();
+
+/** A CHAINED report followed by DONE, as one shared buffer. */
+function chainedThenDone(listener: number, count: number): Buffer {
+  const key = listener * 256 + count;
+  let frames = chainedThenDoneFrames.get(key);
+  if (!frames) {
+    frames = Buffer.concat([constantFrame(Status.CHAINED, listener, count), constantFrame(Status.DONE)]);
+    chainedThenDoneFrames.set(key, frames);
+  }
+  return frames;
+}
 
 /**
  * The child's side of the model: load the handler once, report idle, then wait for orders. On an
@@ -41,6 +64,9 @@ export class ChildRuntime {
   #chainLeft = 0;
   /** The listener of the current chain grant. */
   #chainListener = 0;
+  /** Chained connections not yet reported to the parent, and when the last report went out. */
+  #chainUnreported = 0;
+  #chainReportedAt = 0;
 
   constructor(boot: ChildBootstrap) {
     this.#boot = boot;
@@ -140,6 +166,7 @@ export class ChildRuntime {
     // The grant holds until it is used up, an accept finds nothing, or the child stops.
     this.#chainLeft = chain;
     this.#chainListener = listener;
+    this.#chainReportedAt = performance.now();
     this.#active++;
     this.#connections++;
     this.#send(Status.ACCEPTED, listener);
@@ -178,8 +205,8 @@ export class ChildRuntime {
 
   /**
    * A connection is finished. Under a chain grant the child first tries to accept the next
-   * connection itself (without blocking) and reports both in one CHAINED frame; otherwise, or
-   * when nothing waits, it reports DONE and the grant ends.
+   * connection itself (without blocking), counted for a CHAINED report; otherwise, or when
+   * nothing waits, it reports what it has not reported yet, then DONE, and the grant ends.
    */
   #connectionDone = (): void => {
     // Orders come before the grant: read what the parent sent (an END_CHAIN or STOP of a stop or
@@ -190,16 +217,29 @@ export class ChildRuntime {
       if (next >= 0) {
         this.#chainLeft--;
         this.#connections++;
-        this.#send(Status.CHAINED, this.#chainListener);
+        this.#chainUnreported++;
+        if (this.#chainUnreported === CHAIN_REPORT_MAX || performance.now() - this.#chainReportedAt >= CHAIN_REPORT_MS) this.#reportChained();
         this.#serve(next);
         return;
       }
       this.#chainLeft = 0;
     }
     this.#active--;
-    this.#send(Status.DONE);
+    if (this.#chainUnreported > 0) {
+      // Both frames in one write: one wake-up of the parent.
+      this.#channel.send(chainedThenDone(this.#chainListener, this.#chainUnreported));
+      this.#chainUnreported = 0;
+    } else {
+      this.#send(Status.DONE);
+    }
     if (this.#stopping && this.#active === 0) void this.#finish();
   };
+
+  #reportChained(): void {
+    this.#channel.send(constantFrame(Status.CHAINED, this.#chainListener, this.#chainUnreported));
+    this.#chainUnreported = 0;
+    this.#chainReportedAt = performance.now();
+  }
 
   #stop(): void {
     if (this.#stopping) return;
@@ -227,6 +267,7 @@ export class ChildRuntime {
 
   /** Delivers the frames still queued, then exits. */
   #exit(code: number): never {
+    if (this.#chainUnreported > 0) this.#reportChained();
     this.#channel.flushSync();
     process.exit(code);
   }

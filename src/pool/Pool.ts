@@ -324,7 +324,7 @@ export class Pool {
     }
     const child = new Child(id, generation, this.#options.children.slots, proc, Date.now());
     child.channel = new Channel(parentEnd, {
-      onFrame: (type, argument, payload) => this.#onFrame(child, type, argument, payload),
+      onFrame: (type, argument, payload, count) => this.#onFrame(child, type, argument, payload, count),
       // EOF comes when the child exits; the process's 'close' event (below) does the reaping.
       onClose: () => {},
       onError: (error) => {
@@ -668,7 +668,7 @@ export class Pool {
 
   // ---- status reports ------------------------------------------------------------------------
 
-  #onFrame(child: Child, type: number, _argument: number, payload: unknown): void {
+  #onFrame(child: Child, type: number, _argument: number, payload: unknown, count: number): void {
     switch (type) {
       case Status.ACCEPTED:
         this.#onAnswer(child, true);
@@ -680,7 +680,7 @@ export class Pool {
         this.#onDone(child);
         return;
       case Status.CHAINED:
-        this.#onChained(child);
+        this.#onChained(child, count);
         return;
       case Status.READY:
         this.#onReady(child);
@@ -742,20 +742,26 @@ export class Pool {
     }
   }
 
-  /** DONE and ACCEPTED in one: the child finished a connection and took the next under its chain grant. */
-  #onChained(child: Child): void {
-    if (child.chainLeft <= 0 || (child.state !== 'busy' && child.state !== 'stopping')) {
-      this.logger.error('child accepted a connection without a chain grant; killing it', { child: child.id, pid: child.pid, state: child.state });
+  /**
+   * DONE and ACCEPTED, `count` times: the child finished connections and after each took the next
+   * under its chain grant. Reports are batched, so `onConnectionDone` fires once per connection here.
+   */
+  #onChained(child: Child, count: number): void {
+    if (count < 1 || count > child.chainLeft || (child.state !== 'busy' && child.state !== 'stopping')) {
+      this.logger.error('child accepted a connection without a chain grant; killing it', { child: child.id, pid: child.pid, state: child.state, reported: count, granted: child.chainLeft });
       this.#kill(child);
       return;
     }
-    child.chainLeft--;
-    child.served++;
-    this.#counters.served++;
-    if (this.hooks.onConnectionDone.taps.length > 0) this.hooks.onConnectionDone.call(child, { served: child.served });
-    child.accepted++;
-    this.#counters.accepted++;
-    this.#counters.chained++;
+    child.chainLeft -= count;
+    const notify = this.hooks.onConnectionDone.taps.length > 0;
+    for (let i = 0; i < count; i++) {
+      child.served++;
+      child.accepted++;
+      if (notify) this.hooks.onConnectionDone.call(child, { served: child.served });
+    }
+    this.#counters.served += count;
+    this.#counters.accepted += count;
+    this.#counters.chained += count;
     // Still busy: no settle. A child of a generation a reload has replaced is told to go now.
     if (child.state === 'busy' && child.generation < this.#generation) this.#stopChild(child, 'replaced by a reload');
   }

@@ -34,8 +34,10 @@ async function queueBehindHeld(pool: Pool, count: number, beforeRelease?: () => 
 }
 
 describe('chain grants (acceptChain)', () => {
-  it('a child finishing a connection accepts the waiting ones itself, one CHAINED report each', async () => {
+  it('a child finishing a connection accepts the waiting ones itself and reports them before its DONE', async () => {
     const pool = await startPool({ children: ONE_CHILD });
+    const done: number[] = [];
+    pool.hooks.onConnectionDone.tap('test', (_child, info) => void done.push(info.served));
     const answers = await queueBehindHeld(pool, 5);
     for (const answer of answers) expect(answer).toMatch(/^1 \d+$/);
     await served(pool, 6);
@@ -43,6 +45,8 @@ describe('chain grants (acceptChain)', () => {
     // One order (the held connection); the five queued ones came through its grant.
     expect(stats.connections).toMatchObject({ ordered: 1, accepted: 6, chained: 5, served: 6, lost: 0 });
     expect(stats.acceptNothing).toBe(0);
+    // Reports are batched, but every connection still gets its onConnectionDone, in order.
+    expect(done).toEqual([1, 2, 3, 4, 5, 6]);
     expect(pool.children()[0]!.state).toBe('idle');
   });
 

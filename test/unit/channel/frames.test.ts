@@ -25,7 +25,7 @@ describe('control channel frames', () => {
     const counts: number[] = [];
     new FrameDecoder((_type, _argument, _payload, count) => counts.push(count)).push(Buffer.concat([granted, constantFrame(Status.CHAINED, 2), constantFrame(Order.END_CHAIN)]));
     expect(counts).toEqual([32, 0, 0]);
-    expect(() => constantFrame(Status.CHAINED, 0, 1)).toThrow(/only valid on an accept order/);
+    expect(() => constantFrame(Status.DONE, 0, 1)).toThrow(/only valid on an accept order or a chained report/);
     expect(() => constantFrame(Order.ACCEPT, 0, 256)).toThrow(/from 0 to 255/);
   });
 
