@@ -1,5 +1,4 @@
 import { Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { Channel } from '../channel/Channel.js';
 import { pathToFileURL } from 'node:url';
 import { constantFrame, encodeFrame, Order, Status, type FrameType } from '../channel/frames.js';
@@ -23,7 +22,8 @@ const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
 /**
  * Under a chain grant the parent needs no report to decide anything (the child stays busy), and
  * every frame wakes it; so chained connections are reported together: when the grant ends (with
- * the DONE), and meanwhile at least every this many milliseconds, so that its counters lag little.
+ * the DONE), and otherwise at most this many milliseconds after the first unreported one (a
+ * timer), so that the parent's counters lag little even behind a long connection.
  */
 const CHAIN_REPORT_MS = 100;
 /** Most connections one CHAINED frame reports (its count byte). */
@@ -66,7 +66,10 @@ export class ChildRuntime {
   #chainListener = 0;
   /** Chained connections not yet reported to the parent, and when the last report went out. */
   #chainUnreported = 0;
-  #chainReportedAt = 0;
+  /** Fires CHAIN_REPORT_MS after the first unreported chained connection; re-armed, never reallocated. */
+  readonly #chainReportTimer = setTimeout(() => {
+    if (this.#chainUnreported > 0) this.#reportChained();
+  }, CHAIN_REPORT_MS).unref();
 
   constructor(boot: ChildBootstrap) {
     this.#boot = boot;
@@ -166,7 +169,6 @@ export class ChildRuntime {
     // The grant holds until it is used up, an accept finds nothing, or the child stops.
     this.#chainLeft = chain;
     this.#chainListener = listener;
-    this.#chainReportedAt = performance.now();
     this.#active++;
     this.#connections++;
     this.#send(Status.ACCEPTED, listener);
@@ -194,7 +196,9 @@ export class ChildRuntime {
     } catch (error) {
       native.close(connection);
       this.#reportError(error, 'accept');
-      this.#connectionDone();
+      // Not synchronously: this can run inside the channel's frame decoding (an accept order), and
+      // #connectionDone reads the channel again.
+      queueMicrotask(this.#connectionDone);
       return;
     }
     this.#adapter!.handle(socket).then(this.#connectionDone, (error: unknown) => {
@@ -218,7 +222,8 @@ export class ChildRuntime {
         this.#chainLeft--;
         this.#connections++;
         this.#chainUnreported++;
-        if (this.#chainUnreported === CHAIN_REPORT_MAX || performance.now() - this.#chainReportedAt >= CHAIN_REPORT_MS) this.#reportChained();
+        if (this.#chainUnreported === 1) this.#chainReportTimer.refresh();
+        else if (this.#chainUnreported === CHAIN_REPORT_MAX) this.#reportChained();
         this.#serve(next);
         return;
       }
@@ -238,7 +243,6 @@ export class ChildRuntime {
   #reportChained(): void {
     this.#channel.send(constantFrame(Status.CHAINED, this.#chainListener, this.#chainUnreported));
     this.#chainUnreported = 0;
-    this.#chainReportedAt = performance.now();
   }
 
   #stop(): void {

@@ -92,6 +92,10 @@ export class Child implements ChildInfo {
   orderListener = -1;
   /** Connections the child may still accept by itself under its last order's chain grant. */
   chainLeft = 0;
+  /** The listener of that grant. */
+  chainListener = -1;
+  /** An END_CHAIN is on its way for the current grant (so it is not sent twice). */
+  chainEnding = false;
   /** When the current deadline (start, accept or stop) expires, ms since the epoch; 0 = none. */
   deadline = 0;
   /** Whether the pool itself asked this child to go (so its exit is no crash). */

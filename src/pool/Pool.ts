@@ -137,6 +137,8 @@ export class Pool {
   #reload: { generation: number; previous: ResolvedPoolOptions } | undefined;
   #startedAt = 0;
   #dispatchScheduled = false;
+  /** Where #runScheduled starts, rotating over the listeners. */
+  #firstListener = 0;
   /** A stop is serving what the backlog still holds; dispatch goes on meanwhile. */
   #draining = false;
   #drainCheck: (() => void) | undefined;
@@ -460,7 +462,13 @@ export class Pool {
 
   #runScheduled = (): void => {
     this.#dispatchScheduled = false;
-    for (const listener of this.#listeners) {
+    // Start with a different listener each time, so that with few children one busy listener
+    // cannot keep the others waiting.
+    const count = this.#listeners.length;
+    const first = this.#firstListener;
+    this.#firstListener = first + 1 < count ? first + 1 : 0;
+    for (let i = 0; i < count; i++) {
+      const listener = this.#listeners[(first + i) % count]!;
       if (listener.state === 'scheduled') this.#dispatch(listener);
     }
   };
@@ -533,25 +541,37 @@ export class Pool {
     listener.outstanding++;
     listener.roundOrdered++;
     this.#counters.ordered++;
-    const chain = this.#chainGrant(child);
+    const chain = this.#chainGrant(child, listener);
     child.chainLeft = chain;
+    child.chainListener = listener.index;
+    child.chainEnding = false;
     child.orderAccept(listener.index, chain);
   }
 
   /**
    * The chain grant of an order: how many connections the child may accept by itself once it
    * has finished this one. None while a plugin chooses children per connection (`beforeDispatch`),
-   * for multi-slot children, or while a reload or stop is under way.
+   * for multi-slot children, while a reload or stop is under way, or while another listener has
+   * a connection waiting for a child.
    */
-  #chainGrant(child: Child): number {
-    const limit = this.#options.acceptChain;
-    if (limit === 0 || child.slots !== 1 || this.#state !== 'running' || this.#reload || this.hooks.beforeDispatch.taps.length > 0) return 0;
-    if (this.hooks.chainBudget.taps.length === 0) return limit;
-    const budget = this.hooks.chainBudget.call(limit, child);
-    return Number.isInteger(budget) && budget > 0 ? Math.min(budget, limit) : 0;
+  #chainGrant(child: Child, listener: Listener): number {
+    let grant = this.#options.acceptChain;
+    if (grant === 0 || child.slots !== 1 || this.#state !== 'running' || this.#reload || this.hooks.beforeDispatch.taps.length > 0) return 0;
+    if (this.#listeners.length > 1 && this.#listeners.some((other) => other !== listener && (other.state === 'waiting' || other.state === 'overloaded'))) return 0;
+    // Each tap may only lower the grant: one plugin's cap (recycling) must hold whatever the
+    // taps after it return, which a plain waterfall would not guarantee.
+    const taps = this.hooks.chainBudget.taps;
+    for (let i = 0; i < taps.length && grant > 0; i++) {
+      const budget = (taps[i]!.fn as (count: number, child: ChildInfo) => unknown)(grant, child);
+      if (typeof budget === 'number' && Number.isInteger(budget)) grant = Math.max(0, Math.min(grant, budget));
+      else if (budget !== undefined) grant = 0;
+    }
+    return grant;
   }
 
   #noIdleChild(listener: Listener, vetoed: boolean): void {
+    // Children serving another listener under a grant come back after their current connection.
+    if (this.#listeners.length > 1) this.#endChains(listener);
     if (!vetoed) {
       // A pending child will report idle (or be killed at its start deadline): wait for it.
       if (this.#startingCount(this.#spawnGeneration) > 0) {
@@ -588,7 +608,13 @@ export class Pool {
   /** A child answered an accept order. */
   #onAnswer(child: Child, accepted: boolean): void {
     if (child.state === 'stopping') {
-      if (accepted) child.active++;
+      // The order was counted as answered when the child was told to stop; the connection it
+      // accepted meanwhile is still one it serves.
+      if (accepted) {
+        child.active++;
+        child.accepted++;
+        this.#counters.accepted++;
+      }
       return;
     }
     if (child.state !== 'accepting') {
@@ -736,9 +762,12 @@ export class Pool {
    * Ends every chain grant still running (a stop or reload begins): from now on the parent
    * decides each accept again. A CHAINED frame already on its way is still valid.
    */
-  #endChains(): void {
+  #endChains(except?: Listener): void {
     for (const child of this.#children) {
-      if (child.chainLeft > 0 && child.state !== 'stopping' && child.state !== 'exited') child.orderEndChain();
+      if (child.chainLeft <= 0 || child.chainEnding || child.state === 'stopping' || child.state === 'exited') continue;
+      if (except && child.chainListener === except.index) continue;
+      child.chainEnding = true;
+      child.orderEndChain();
     }
   }
 
@@ -754,16 +783,18 @@ export class Pool {
     }
     child.chainLeft -= count;
     const notify = this.hooks.onConnectionDone.taps.length > 0;
+    const counters = this.#counters;
     for (let i = 0; i < count; i++) {
+      // Counted one by one, so that a tap sees the stats as of its own connection.
       child.served++;
       child.accepted++;
+      counters.served++;
+      counters.accepted++;
+      counters.chained++;
       if (notify) this.hooks.onConnectionDone.call(child, { served: child.served });
     }
-    this.#counters.served += count;
-    this.#counters.accepted += count;
-    this.#counters.chained += count;
-    // Still busy: no settle. A child of a generation a reload has replaced is told to go now.
-    if (child.state === 'busy' && child.generation < this.#generation) this.#stopChild(child, 'replaced by a reload');
+    // Still busy: no settle. A child of a replaced generation got END_CHAIN when the reload began
+    // and is stopped at its DONE, like any busy child of that generation.
   }
 
   #onShutdownRequest(child: Child, reason: string | undefined, token: string | undefined): void {

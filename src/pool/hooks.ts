@@ -154,9 +154,11 @@ export function createPoolHooks() {
     beforeDispatch: new SyncBailHook<[DispatchRequest], DispatchDecision>(['request']),
     /**
      * How many connections an accept order lets the child accept by itself after this one (the
-     * chain grant; starts at the `acceptChain` option). Each tap may lower it; 0 makes the child
-     * report after this connection and wait for a new order. Only called when a grant is possible
-     * (no `beforeDispatch` tap, one slot, no reload or stop in progress). Hot path.
+     * chain grant; starts at the `acceptChain` option). Each tap gets the grant so far and may
+     * lower it: a larger number is ignored (a cap such as recycling's always holds), `undefined`
+     * leaves it, 0 makes the child report after this connection and wait for a new order. Only
+     * called when a grant is possible (no `beforeDispatch` tap, one slot, no reload or stop in
+     * progress, no other listener waiting for a child). Hot path.
      */
     chainBudget: new SyncWaterfallHook<[number, ChildInfo]>(['count', 'child']),
     /** Every child ordered in one round has answered (or timed out). Hot path. */

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ChildExitInfo, ChildInfo } from '../../src/pool/Child.js';
 import type { Pool } from '../../src/pool/Pool.js';
-import { accepted, command, fixture, readLine, served, startPool, stopPools, target } from '../helpers.js';
+import { accepted, command, fixture, nextHook, readLine, served, startPool, stopPools, target } from '../helpers.js';
 
 afterEach(stopPools);
 
@@ -72,6 +72,68 @@ describe('chain grants (acceptChain)', () => {
     // Order 1 (held) + 2 chained; DONE; order 2 + 2 chained; DONE when nothing is left.
     expect(pool.stats().connections).toMatchObject({ ordered: 2, chained: 4, accepted: 6 });
     expect(asked).toEqual([32, 32]);
+  });
+
+  it('a tap cannot raise a grant that an earlier tap lowered', async () => {
+    const pool = await startPool({ children: ONE_CHILD });
+    pool.hooks.chainBudget.tap('cap', () => 2);
+    pool.hooks.chainBudget.tap('greedy', () => 200);
+    await queueBehindHeld(pool, 5);
+    await served(pool, 6);
+    expect(pool.stats().connections).toMatchObject({ ordered: 2, chained: 4, accepted: 6 });
+  });
+
+  it('chained connections are reported within 100 ms even while the child is busy with a long one', async () => {
+    const pool = await startPool({ children: ONE_CHILD });
+    const held = await command(pool, 'hold');
+    await accepted(pool, 1);
+    // Behind it: a quick one, then one that holds on.
+    const quick = net.connect(target(pool));
+    await once(quick, 'connect');
+    quick.write('who\n');
+    const long = net.connect(target(pool));
+    await once(long, 'connect');
+    const longAnswer = readLine(long);
+    long.write('hold\n');
+    held.socket.write('release\n');
+    expect(await readLine(quick)).toMatch(/^1 /);
+    expect(await longAnswer).toMatch(/^held 1 /);
+    // The held and the quick connection are done; the child still serves the long one.
+    await served(pool, 2, 2000);
+    expect(pool.stats().connections).toMatchObject({ ordered: 1, chained: 2, accepted: 3, served: 2, active: 1 });
+    expect(pool.children()[0]!.state).toBe('busy');
+    long.write('release\n');
+    await served(pool, 3);
+    quick.destroy();
+    long.destroy();
+  });
+
+  it('with several listeners, a connection on another listener ends the grant and is served next', async () => {
+    const pool = await startPool({ children: ONE_CHILD, listen: ['127.0.0.1:0', '127.0.0.1:0'] });
+    const held = await command(pool, 'hold', 0);
+    await accepted(pool, 1);
+    const order: string[] = [];
+    // Resolves once connected (and the request sent), with the answer still to come.
+    const ask = async (index: number, name: string) => {
+      const socket = net.connect(target(pool, index));
+      await once(socket, 'connect');
+      const answer = readLine(socket).then((line) => {
+        order.push(name);
+        socket.destroy();
+        return line;
+      });
+      socket.write('who\n');
+      return { answer };
+    };
+    const onA = await Promise.all([ask(0, 'a1'), ask(0, 'a2'), ask(0, 'a3')]);
+    const overloadedB = nextHook(pool.hooks.onOverload, (info) => info.listener === 1);
+    const onB = await ask(1, 'b');
+    await overloadedB;
+    held.socket.write('release\n');
+    await Promise.all([onB.answer, ...onA.map((client) => client.answer)]);
+    await served(pool, 5);
+    // Without END_CHAIN the child would chain through the whole queue of listener 0 first.
+    expect(order.indexOf('b')).toBeLessThanOrEqual(1);
   });
 
   it('no grant while a plugin chooses children per connection (beforeDispatch)', async () => {
