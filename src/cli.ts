@@ -180,6 +180,8 @@ function describeConfig(config: ResolvedConfig): Record<string, unknown> {
     env: options.env,
     execArgv: options.execArgv,
     backlog: options.backlog,
+    ordersPerWakeup: options.ordersPerWakeup,
+    acceptChain: options.acceptChain,
     deferAccept: options.deferAccept,
     tickInterval: options.tickInterval,
     cwd: options.cwd,

@@ -101,6 +101,11 @@ const cases: Case[] = [
     message: 'prefork.config.json: group: unknown group "no-such-group-prefork" (not in /etc/group)',
   },
   {
+    name: 'a chain grant out of range',
+    files: { 'prefork.config.json': { ...VALID, acceptChain: 300 } },
+    message: 'prefork.config.json: acceptChain: expected an integer from 0 to 255, got 300',
+  },
+  {
     name: 'an unknown log level',
     files: { 'prefork.config.json': { ...VALID, log: { level: 'verbose' } } },
     message: 'prefork.config.json: log.level: expected one of "error", "warn", "info", "debug", got "verbose"',
@@ -261,6 +266,8 @@ describe.concurrent('the command line', () => {
       overload: { strategy: 'graceful' },
       log: { level: 'info', file: null, format: 'auto' },
       backlog: 511,
+      ordersPerWakeup: 1,
+      acceptChain: 32,
       deferAccept: 0,
       tickInterval: 1000,
     });
