@@ -182,6 +182,7 @@ function describeConfig(config: ResolvedConfig): Record<string, unknown> {
     backlog: options.backlog,
     ordersPerWakeup: options.ordersPerWakeup,
     acceptChain: options.acceptChain,
+    acceptChainChildren: options.acceptChainChildren,
     deferAccept: options.deferAccept,
     tickInterval: options.tickInterval,
     cwd: options.cwd,

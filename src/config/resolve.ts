@@ -18,7 +18,7 @@ import type { LogConfig, PreforkConfig } from './types.js';
 /** The top-level keys of a config file; anything else is refused as a typo. */
 export const CONFIG_KEYS: readonly (keyof PreforkConfig)[] = Object.freeze([
   'handler', 'listen', 'protocol', 'http', 'scgi', 'children', 'timeouts', 'overload', 'recycle', 'plugins',
-  'user', 'group', 'log', 'env', 'execArgv', 'backlog', 'ordersPerWakeup', 'acceptChain', 'deferAccept', 'tickInterval',
+  'user', 'group', 'log', 'env', 'execArgv', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'deferAccept', 'tickInterval',
 ] as const);
 
 const LOG_KEYS = ['level', 'file', 'format'];
@@ -262,6 +262,7 @@ async function resolveChecked(contents: unknown, filepath: string | undefined, c
     ...(config.backlog === undefined ? {} : { backlog: config.backlog }),
     ...(config.ordersPerWakeup === undefined ? {} : { ordersPerWakeup: config.ordersPerWakeup }),
     ...(config.acceptChain === undefined ? {} : { acceptChain: config.acceptChain }),
+    ...(config.acceptChainChildren === undefined ? {} : { acceptChainChildren: config.acceptChainChildren }),
     ...(config.deferAccept === undefined ? {} : { deferAccept: config.deferAccept }),
     ...(config.tickInterval === undefined ? {} : { tickInterval: config.tickInterval }),
     logLevel: log.level,

@@ -72,6 +72,8 @@ export interface PreforkConfig {
   ordersPerWakeup?: number;
   /** Follow-on accepts a child may make by itself per accept order (see PoolOptions). 0 = every accept ordered. @default 32 */
   acceptChain?: number;
+  /** Most children holding a chain grant at once (see PoolOptions). @default the number of CPUs */
+  acceptChainChildren?: number;
   /** Linux TCP_DEFER_ACCEPT in seconds: wake only once a TCP client has sent data. 0 = off. @default 0 */
   deferAccept?: number;
   /** Milliseconds between two maintenance ticks of the parent (spawning policy, recycling). @default 1000 */

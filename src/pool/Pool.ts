@@ -551,13 +551,17 @@ export class Pool {
   /**
    * The chain grant of an order: how many connections the child may accept by itself once it
    * has finished this one. None while a plugin chooses children per connection (`beforeDispatch`),
-   * for multi-slot children, while a reload or stop is under way, or while another listener has
-   * a connection waiting for a child.
+   * for multi-slot children, while a reload or stop is under way, while another listener has a
+   * connection waiting for a child, or while `acceptChainChildren` children already chain.
    */
   #chainGrant(child: Child, listener: Listener): number {
     let grant = this.#options.acceptChain;
     if (grant === 0 || child.slots !== 1 || this.#state !== 'running' || this.#reload || this.hooks.beforeDispatch.taps.length > 0) return 0;
     if (this.#listeners.length > 1 && this.#listeners.some((other) => other !== listener && (other.state === 'waiting' || other.state === 'overloaded'))) return 0;
+    // Chaining children keep a CPU each: beyond a few per CPU they only take turns.
+    let chaining = 0;
+    for (const other of this.#children) if (other.chainLeft > 0 && !other.chainEnding && (other.state === 'busy' || other.state === 'accepting') && other !== child) chaining++;
+    if (chaining >= this.#options.acceptChainChildren) return 0;
     // Each tap may only lower the grant: one plugin's cap (recycling) must hold whatever the
     // taps after it return, which a plain waterfall would not guarantee.
     const taps = this.hooks.chainBudget.taps;

@@ -158,7 +158,7 @@ export function createPoolHooks() {
      * lower it: a larger number is ignored (a cap such as recycling's always holds), `undefined`
      * leaves it, 0 makes the child report after this connection and wait for a new order. Only
      * called when a grant is possible (no `beforeDispatch` tap, one slot, no reload or stop in
-     * progress, no other listener waiting for a child). Hot path.
+     * progress, no other listener waiting for a child, fewer than `acceptChainChildren` chaining). Hot path.
      */
     chainBudget: new SyncWaterfallHook<[number, ChildInfo]>(['count', 'child']),
     /** Every child ordered in one round has answered (or timed out). Hot path. */

@@ -74,6 +74,36 @@ describe('chain grants (acceptChain)', () => {
     expect(asked).toEqual([32, 32]);
   });
 
+  it('acceptChainChildren limits how many children chain at once; the others take orders', async () => {
+    const TWO = { start: 2, min: 2, max: 2, minSpare: 0, maxSpare: 2 };
+    for (const limit of [1, 2]) {
+      const pool = await startPool({ children: TWO, acceptChainChildren: limit });
+      const first = await command(pool, 'hold');
+      const second = await command(pool, 'hold');
+      expect(first.answer).toMatch(/^held 1 /);
+      expect(second.answer).toMatch(/^held 2 /);
+      await accepted(pool, 2);
+      const clients = await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          const socket = net.connect(target(pool));
+          await once(socket, 'connect');
+          socket.write('who\n');
+          return socket;
+        }),
+      );
+      // Child 2 serves the queue while child 1 keeps holding its grant.
+      second.socket.write('release\n');
+      for (const socket of clients) expect(await readLine(socket)).toMatch(/^2 /);
+      await served(pool, 5);
+      // With room for one chaining child only, child 2 got no grant: one order per connection.
+      expect(pool.stats().connections).toMatchObject(limit === 1 ? { ordered: 6, chained: 0 } : { ordered: 2, chained: 4 });
+      first.socket.write('release\n');
+      await served(pool, 6);
+      for (const socket of clients) socket.destroy();
+      await pool.stop();
+    }
+  });
+
   it('a tap cannot raise a grant that an earlier tap lowered', async () => {
     const pool = await startPool({ children: ONE_CHILD });
     pool.hooks.chainBudget.tap('cap', () => 2);
