@@ -2,6 +2,7 @@
 // CPU time per connection of each prefork child, for one pool under wrk: shows how the cost of a
 // connection in one child depends on how many children the pool has and how many are busy.
 //   node bench/child-cost.mjs [--children 2,16] [--connections 2] [--duration 4] [--accept-chain 32]
+//                             [--accept-chain-children N]
 // Each children count gets its own pool (in this process), 1 s of unrecorded load, then a
 // measured run. Run `npm run build` first. Prints one Markdown table on stdout.
 import { parseArgs } from 'node:util';
@@ -16,17 +17,23 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '2' },
     duration: { type: 'string', default: '4' },
     'accept-chain': { type: 'string', default: '32' },
+    'accept-chain-children': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
-  process.stdout.write('Usage: node bench/child-cost.mjs [--children 2,16] [--connections 2] [--duration 4] [--accept-chain 32]\n');
+  process.stdout.write('Usage: node bench/child-cost.mjs [--children 2,16] [--connections 2] [--duration 4] [--accept-chain 32] [--accept-chain-children N]\n');
   process.exit(0);
 }
 const counts = values.children.split(',').map(Number);
 const connections = Number(values.connections);
 const durationS = Number(values.duration);
 const acceptChain = Number(values['accept-chain']);
+const chainChildren = values['accept-chain-children'] === undefined ? undefined : Number(values['accept-chain-children']);
+if (chainChildren !== undefined && (!Number.isInteger(chainChildren) || chainChildren < 1)) {
+  process.stderr.write(`child-cost: --accept-chain-children: expected a whole number >= 1, got ${JSON.stringify(values['accept-chain-children'])}\n`);
+  process.exit(2);
+}
 for (const [name, value] of [['children', counts], ['connections', [connections]], ['duration', [durationS]], ['accept-chain', [acceptChain]]]) {
   if (value.some((n) => !Number.isInteger(n) || n < (name === 'accept-chain' ? 0 : 1))) {
     process.stderr.write(`child-cost: --${name}: expected whole numbers, got ${JSON.stringify(values[name])}\n`);
@@ -49,6 +56,7 @@ for (const count of counts) {
     listen: '127.0.0.1:0',
     protocol: 'http',
     acceptChain,
+    ...(chainChildren === undefined ? {} : { acceptChainChildren: chainChildren }),
     children: { start: count, min: count, max: count, minSpare: 0, maxSpare: count },
     logLevel: 'error',
     timeouts: { start: 120_000 },
@@ -80,7 +88,7 @@ for (const count of counts) {
   await pool.stop();
 }
 process.stdout.write(
-  `${connections} clients, ${durationS} s, new connection per request, acceptChain ${acceptChain}\n\n` +
+  `${connections} clients, ${durationS} s, new connection per request, acceptChain ${acceptChain}, acceptChainChildren ${chainChildren ?? 'default'}\n\n` +
     table(['children', 'req/s', 'children CPU ms / connection', 'context switches / connection', 'per child with ≥ 50 connections: ms / connection (connections)'], rows) +
     '\n',
 );

@@ -81,7 +81,7 @@ export interface PoolOptions {
    * Most children holding a chain grant at once. A chaining child never sleeps while connections
    * wait, so each one keeps a CPU busy; more of them than the CPUs can run take turns, and every
    * turn starts with cold caches (measured on 2 CPUs: 16 chaining children served a third of what
-   * 8 did, and a limit of 2 served more than one of 4 or 8). Children beyond the limit take orders
+   * 8 did; limits of 2 and 4 measured alike, 8 lower). Children beyond the limit take orders
    * one by one as usual, so this limits how many children skip the parent, not how many serve.
    * @default `os.availableParallelism()`
    */
