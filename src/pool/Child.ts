@@ -96,6 +96,8 @@ export class Child implements ChildInfo {
   chainListener = -1;
   /** An END_CHAIN is on its way for the current grant (so it is not sent twice). */
   chainEnding = false;
+  /** When the grant was given or last used (a CHAINED report), `performance.now()` ms. */
+  chainActiveAt = 0;
   /** When the current deadline (start, accept or stop) expires, ms since the epoch; 0 = none. */
   deadline = 0;
   /** Whether the pool itself asked this child to go (so its exit is no crash). */

@@ -26,6 +26,13 @@ export const CHILD_LISTENER_FD_BASE = 4;
 
 const GRACEFUL: OverloadDecision = Object.freeze({ strategy: 'graceful' });
 
+/**
+ * A child counts as chaining (for `acceptChainChildren`) for this long after its grant or its last
+ * CHAINED report. A child that turns connections over reports at least every 100 ms; one that
+ * holds a long connection uses no CPU and stops counting, so it does not keep grants from others.
+ */
+const CHAIN_ACTIVE_MS = 250;
+
 type ListenerState =
   /** The poll watcher is started. */
   | 'watching'
@@ -462,11 +469,9 @@ export class Pool {
 
   #runScheduled = (): void => {
     this.#dispatchScheduled = false;
-    // Start with a different listener each time, so that with few children one busy listener
-    // cannot keep the others waiting.
+    // Start after the listener that got the last order (see #order).
     const count = this.#listeners.length;
     const first = this.#firstListener;
-    this.#firstListener = first + 1 < count ? first + 1 : 0;
     for (let i = 0; i < count; i++) {
       const listener = this.#listeners[(first + i) % count]!;
       if (listener.state === 'scheduled') this.#dispatch(listener);
@@ -545,6 +550,11 @@ export class Pool {
     child.chainLeft = chain;
     child.chainListener = listener.index;
     child.chainEnding = false;
+    if (chain > 0) child.chainActiveAt = performance.now();
+    // The next dispatch starts with the listener after this one: with few children, a busy
+    // listener cannot keep the others waiting.
+    const count = this.#listeners.length;
+    if (count > 1) this.#firstListener = listener.index + 1 < count ? listener.index + 1 : 0;
     child.orderAccept(listener.index, chain);
   }
 
@@ -557,10 +567,18 @@ export class Pool {
   #chainGrant(child: Child, listener: Listener): number {
     let grant = this.#options.acceptChain;
     if (grant === 0 || child.slots !== 1 || this.#state !== 'running' || this.#reload || this.hooks.beforeDispatch.taps.length > 0) return 0;
-    if (this.#listeners.length > 1 && this.#listeners.some((other) => other !== listener && (other.state === 'waiting' || other.state === 'overloaded'))) return 0;
-    // Chaining children keep a CPU each: beyond a few per CPU they only take turns.
+    if (this.#listeners.length > 1) {
+      for (const other of this.#listeners) {
+        if (other !== listener && (other.state === 'scheduled' || other.state === 'waiting' || other.state === 'overloaded')) return 0;
+      }
+    }
+    // Chaining children keep a CPU each: beyond a few per CPU they only take turns. Those that
+    // only hold a long connection under their grant do not count.
+    const recent = performance.now() - CHAIN_ACTIVE_MS;
     let chaining = 0;
-    for (const other of this.#children) if (other.chainLeft > 0 && !other.chainEnding && (other.state === 'busy' || other.state === 'accepting') && other !== child) chaining++;
+    for (const other of this.#children) {
+      if (other !== child && other.chainLeft > 0 && !other.chainEnding && other.chainActiveAt > recent && (other.state === 'busy' || other.state === 'accepting')) chaining++;
+    }
     if (chaining >= this.#options.acceptChainChildren) return 0;
     // Each tap may only lower the grant: one plugin's cap (recycling) must hold whatever the
     // taps after it return, which a plain waterfall would not guarantee.
@@ -786,6 +804,7 @@ export class Pool {
       return;
     }
     child.chainLeft -= count;
+    child.chainActiveAt = performance.now();
     const notify = this.hooks.onConnectionDone.taps.length > 0;
     const counters = this.#counters;
     for (let i = 0; i < count; i++) {

@@ -78,7 +78,8 @@ export interface PoolOptions {
    */
   acceptChain?: number;
   /**
-   * Most children holding a chain grant at once. A chaining child never sleeps while connections
+   * Most children using a chain grant at once (given or used in the last 250 ms: a child that
+   * only holds a long connection does not count). A chaining child never sleeps while connections
    * wait, so each one keeps a CPU busy; more of them than the CPUs can run take turns, and every
    * turn starts with cold caches (measured on 2 CPUs: 16 chaining children served a third of what
    * 8 did; limits of 2 and 4 measured alike, 8 lower). Children beyond the limit take orders
