@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { PreforkError } from '../errors.js';
 import type { Logger, LogLevel } from '../child/types.js';
 import type { PoolPlugin } from './hooks.js';
+import type { RecycleOptions } from '../../plugins/RecyclePlugin.js';
 import { checkProtocolOptions } from '../protocols/index.js';
 
 /**
@@ -103,7 +104,7 @@ export interface PoolOptions {
    */
   overload?: 'graceful' | 'abrupt' | { strategy: 'graceful' } | { strategy: 'abrupt'; response?: string; retryAfter?: number };
   /** Child recycling (RecyclePlugin): `maxConnectionsPerChild`, `jitter`, `maxChildAge`, `maxChildMemory`, `idleChildTimeout`. @default off */
-  recycle?: Record<string, unknown>;
+  recycle?: RecycleOptions;
   /** Plugins, applied in order before the default plugins, so their Bail answers win. */
   plugins?: PoolPlugin[];
   /** Leave out the default plugins (spawning policy, graceful overload) entirely. @default true */
