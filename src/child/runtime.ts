@@ -64,7 +64,7 @@ export class ChildRuntime {
   #chainLeft = 0;
   /** The listener of the current chain grant. */
   #chainListener = 0;
-  /** Chained connections not yet reported to the parent, and when the last report went out. */
+  /** Chained connections not yet reported to the parent. */
   #chainUnreported = 0;
   /** Fires CHAIN_REPORT_MS after the first unreported chained connection; re-armed, never reallocated. */
   readonly #chainReportTimer = setTimeout(() => {

@@ -781,8 +781,9 @@ export class Pool {
   }
 
   /**
-   * Ends every chain grant still running (a stop or reload begins): from now on the parent
-   * decides each accept again. A CHAINED frame already on its way is still valid.
+   * Ends the chain grants still running: all of them when a stop or reload begins, those on other
+   * listeners than `except` when a connection there finds no idle child. From then on the parent
+   * decides each of those children's accepts again. A CHAINED frame already on its way is still valid.
    */
   #endChains(except?: Listener): void {
     for (const child of this.#children) {

@@ -73,7 +73,8 @@ export interface PoolOptions {
    * waiting one itself (non-blocking; "nothing" ends the chain) up to this many times before it
    * needs a new order, and reports "done" and "accepted" in one frame. Under load this takes the
    * parent out of most accepts. 0 = every accept is ordered by the parent. Grants are only given
-   * to one-slot children while no `beforeDispatch` tap, reload or stop is active; the
+   * to one-slot children while no `beforeDispatch` tap, reload or stop is active, no other
+   * listener waits for a child and fewer than `acceptChainChildren` children use one; the
    * `chainBudget` hook (the recycling plugin, for one) can lower them per order.
    * @default 32
    */
