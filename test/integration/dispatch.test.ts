@@ -184,6 +184,9 @@ describe('dispatch follows the rules of the model', () => {
       h.socket.write('release\n');
       await once(h.socket, 'close');
     }
+    // The client sees the close before the parent reads the child's DONE: wait for the reports,
+    // or the next connection can still find both children busy and be turned away.
+    await served(pool, 2);
     expect(await ask(pool, 'who')).toMatch(/^[12] /);
   });
 
