@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import type { Tap } from 'tapable';
 import { Channel } from '../channel/Channel.js';
 import { Status } from '../channel/frames.js';
+import { parseLogLine } from '../channel/payloads.js';
 import { PreforkError, toError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import type { Logger } from '../child/types.js';
@@ -748,10 +749,16 @@ export class Pool {
         this.#onInitFailed(child, errorInfo(payload));
         return;
       case Status.LOG: {
-        const line = payload as { level: 'error' | 'warn' | 'info' | 'debug'; message: string; fields?: Record<string, unknown> };
+        // The level must not pick a method of the logger: `configure` or `setStream` would let a
+        // child reopen the parent's log on any file, with the parent's privileges.
+        const line = parseLogLine(payload);
+        if (typeof line === 'string') {
+          this.logger.error('child sent an invalid log frame; killing it', { child: child.id, pid: child.pid, problem: line });
+          this.#kill(child);
+          return;
+        }
         this.hooks.onChildLog.call(child, line);
-        const log = this.logger[line.level] ?? this.logger.info;
-        log.call(this.logger, line.message, { ...line.fields, child: child.id, pid: child.pid });
+        this.logger[line.level](line.message, { ...line.fields, child: child.id, pid: child.pid });
         return;
       }
       default:

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isPreforkError } from '../../src/errors.js';
-import { accepted, ask, command, fixture, nextHook, readLine, served, startPool, stopPools, target } from '../helpers.js';
+import { accepted, ask, command, fixture, memoryLogger, nextHook, readLine, served, startPool, stopPools, target } from '../helpers.js';
 
 afterEach(stopPools);
 
@@ -160,6 +160,26 @@ describe('children that die, hang or fail', () => {
     await served(pool, 1);
     const line = pool.logged.lines.find((l) => l.message === 'hello from the handler');
     expect(line?.fields).toMatchObject({ answer: 42, child: 1 });
+  });
+
+  it('a LOG frame whose level is not a level (e.g. "configure") calls nothing on the parent logger and gets the child killed', async () => {
+    const calls: unknown[] = [];
+    const logged = memoryLogger();
+    // The CLI's logger has `configure` (it reopens the log on a named file): a child must never reach it.
+    const logger = Object.assign(logged, { configure: (...args: unknown[]) => void calls.push(args) });
+    const pool = await startPool({ children: { start: 1 }, logger });
+    const exit = nextHook(pool.hooks.onChildExit);
+    const forged = net.connect(target(pool));
+    forged.on('error', () => {});
+    forged.write('forge-log configure /tmp/prefork-forged-log\n');
+    const [child, info] = await exit;
+    forged.destroy();
+    expect(child.id).toBe(1);
+    expect(info.signal).toBe('SIGKILL');
+    expect(calls).toEqual([]);
+    expect(logged.lines.find((line) => line.message.includes('invalid log frame'))?.fields).toMatchObject({ child: 1, problem: expect.stringContaining('configure') });
+    // Its replacement serves.
+    expect(await ask(pool, 'who')).toMatch(/^2 \d+\n$/);
   });
 
   it('a child that asks to be retired finishes its connection, exits and is replaced', async () => {
