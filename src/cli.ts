@@ -8,7 +8,7 @@ import { ParentLog } from './config/log.js';
 import { loadConfig, resolveConfig, type ConfigOverrides, type ResolvedConfig } from './config/resolve.js';
 import { didYouMean } from './config/suggest.js';
 import { isPreforkError, PreforkError, toError } from './errors.js';
-import type { ListenerInfo } from './native/index.js';
+import { loadNative, type ListenerInfo } from './native/index.js';
 import type { PoolPlugin } from './pool/hooks.js';
 import type { ListenTarget } from './pool/options.js';
 import { Pool, type PoolOutcome } from './pool/Pool.js';
@@ -28,6 +28,9 @@ const EXIT = {
 
 const HELP = `Usage: prefork [start] [options]     run the server in the foreground
        prefork check [options]     check the configuration and print it resolved
+       prefork build-addon [--portable]
+                                   build the native addon from source (for a platform
+                                   with no prebuilt addon; needs python3, make, a C compiler)
 
 Options:
   -c, --config FILE     config file (default: the first prefork config found from the
@@ -51,12 +54,13 @@ const FLAGS = {
   handler: { short: undefined, value: 'FILE' },
   children: { short: 'n', value: 'N' },
   protocol: { short: undefined, value: 'P' },
+  portable: { short: undefined, value: undefined },
   help: { short: 'h', value: undefined },
   version: { short: 'v', value: undefined },
 } as const;
 type FlagName = keyof typeof FLAGS;
 
-const COMMANDS = ['start', 'check'] as const;
+const COMMANDS = ['start', 'check', 'build-addon'] as const;
 type Command = (typeof COMMANDS)[number];
 
 /** A command line that cannot be understood: exit 64 with a hint. */
@@ -67,6 +71,8 @@ interface Invocation {
   command: Command | 'help' | 'version';
   config: string | undefined;
   overrides: ConfigOverrides;
+  /** `build-addon --portable`. */
+  portable?: boolean;
 }
 
 function parseArguments(argv: readonly string[]): Invocation {
@@ -111,6 +117,12 @@ function parseArguments(argv: readonly string[]): Invocation {
     command = first as Command;
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
+  if (values.portable && command !== 'build-addon') throw new UsageError('--portable goes with build-addon');
+  if (command === 'build-addon') {
+    const other = Object.keys(values).find((name) => name !== 'portable');
+    if (other) throw new UsageError(`--${other} does not go with build-addon`);
+    return { command, config: undefined, overrides: {}, portable: values.portable !== undefined };
+  }
   for (const name of ['config', 'handler', 'children', 'protocol'] as const) {
     if ((values[name]?.length ?? 0) > 1) throw new UsageError(`--${name} given more than once`);
   }
@@ -415,6 +427,13 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'check': {
       const config = await loadConfig({ file: invocation.config, overrides: invocation.overrides });
       process.stdout.write(`${JSON.stringify(describeConfig(config), null, 2)}\n`);
+      return EXIT.OK;
+    }
+    case 'build-addon': {
+      const { buildAddon } = await import('./native/build.js');
+      const path = buildAddon({ portable: invocation.portable });
+      loadNative();
+      process.stdout.write(`prefork: built and loaded ${path}\n`);
       return EXIT.OK;
     }
     case 'start':

@@ -9,8 +9,10 @@ export const ERROR_CODES = {
   PREFORK_ERR_CONFIG_LOAD: 'configuration file could not be loaded',
   /** An option passed to a plugin constructor or to `new Pool()` is not acceptable. */
   PREFORK_ERR_OPTION_INVALID: 'invalid option',
-  /** The native addon could not be loaded (not built, built for another Node, compiler missing). */
+  /** The native addon could not be loaded (no prebuild for this platform, a broken build). */
   PREFORK_ERR_NATIVE_LOAD: 'native addon could not be loaded',
+  /** Building the native addon from source (`prefork build-addon`) failed: no node-gyp, no compiler. */
+  PREFORK_ERR_NATIVE_BUILD: 'native addon could not be built',
   /** A listening socket could not be opened or adopted. */
   PREFORK_ERR_LISTEN: 'could not listen',
   /** A socket operation of the native addon failed with an unexpected errno. */

@@ -27,7 +27,9 @@ static bool is_lost_connection(int error_number) {
     case ECONNABORTED:
     case EPROTO:
     case ENETDOWN:
+#ifdef ENONET
     case ENONET:
+#endif
     case EHOSTDOWN:
     case EHOSTUNREACH:
     case ENETUNREACH:
@@ -51,10 +53,7 @@ napi_value prefork_accept(napi_env env, napi_callback_info info) {
 
   /* SOCK_CLOEXEC only: the connection stays blocking because libuv switches it to non-blocking
    * itself when net.Socket adopts it, and a handler that wants the raw fd may want it blocking. */
-  int fd;
-  do {
-    fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-  } while (fd < 0 && errno == EINTR);
+  int fd = prefork_accept_fd(listener, false);
   if (fd < 0) {
     int error_number = errno;
     if (!is_empty_queue(error_number) && !is_lost_connection(error_number)) {
@@ -76,7 +75,7 @@ napi_value prefork_accept(napi_env env, napi_callback_info info) {
  * answer is unknown (not TCP, not listening, not Linux); or a negative errno.
  */
 static int read_accept_queue(int fd, uint32_t *length, uint32_t *limit) {
-#if defined(__linux__) && defined(TCP_INFO)
+#ifdef PREFORK_HAVE_TCP_INFO
   struct tcp_info tcp_info;
   socklen_t size = sizeof tcp_info;
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &tcp_info, &size) < 0) {
@@ -110,7 +109,7 @@ static int read_accept_queue(int fd, uint32_t *length, uint32_t *limit) {
 napi_value prefork_socketpair(napi_env env, napi_callback_info info) {
   (void)info;
   int fds[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0) {
+  if (prefork_socketpair_fds(AF_UNIX, SOCK_STREAM, fds) < 0) {
     return prefork_throw_errno(env, errno, "socketpair", NULL);
   }
   napi_value result, first, second;
@@ -189,7 +188,7 @@ napi_value prefork_read(napi_env env, napi_callback_info info) {
 
 /* write(fd, buffer, offset?, length?): bytes written (maybe fewer than asked); -1 when the socket
  * buffer is full (EAGAIN). EPIPE/ECONNRESET (the peer is gone) throw like other errors; MSG_NOSIGNAL
- * keeps SIGPIPE away where fd is a socket. */
+ * (where it exists) keeps SIGPIPE away where fd is a socket. */
 napi_value prefork_write(napi_env env, napi_callback_info info) {
   int32_t fd;
   uint8_t *bytes;
@@ -197,7 +196,7 @@ napi_value prefork_write(napi_env env, napi_callback_info info) {
   if (!get_io_arguments(env, info, &fd, &bytes, &length)) return NULL;
   ssize_t sent;
   do {
-    sent = send(fd, bytes, length, MSG_NOSIGNAL);
+    sent = send(fd, bytes, length, PREFORK_SEND_FLAGS);
     if (sent < 0 && errno == ENOTSOCK) sent = write(fd, bytes, length);
   } while (sent < 0 && errno == EINTR);
   if (sent < 0) {
@@ -282,7 +281,7 @@ static void refuse_connection(int fd, const void *response, size_t response_leng
   if (response_length > 0) {
     ssize_t sent;
     do {
-      sent = send(fd, response, response_length, MSG_NOSIGNAL | MSG_DONTWAIT);
+      sent = send(fd, response, response_length, PREFORK_SEND_FLAGS | MSG_DONTWAIT);
     } while (sent < 0 && errno == EINTR);
   }
   shutdown(fd, SHUT_WR);
@@ -353,13 +352,9 @@ napi_value prefork_accept_and_close(napi_env env, napi_callback_info info) {
   int32_t closed = 0;
   int failure = 0;
   for (int32_t attempt = 0; attempt < max; attempt++) {
-    int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    int fd = prefork_accept_fd(listener, true);
     if (fd < 0) {
       int error_number = errno;
-      if (error_number == EINTR) {
-        attempt--;
-        continue;
-      }
       if (is_empty_queue(error_number)) break;
       if (is_lost_connection(error_number)) continue;
       failure = error_number;
@@ -390,6 +385,72 @@ int prefork_update_nonblocking(int fd, bool on) {
   int wanted = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
   if (wanted != flags && fcntl(fd, F_SETFL, wanted) < 0) return errno;
   return 0;
+}
+
+#ifndef PREFORK_HAVE_SOCK_FLAGS
+/* Sets FD_CLOEXEC, and O_NONBLOCK on or off as asked, on a new fd (the fallback path of the
+ * helpers below); closes it and returns -1 with errno set when that fails. accept() gives a
+ * blocking fd on most systems but inherits O_NONBLOCK from the listener on some BSDs, so the mode
+ * is set either way. */
+static int finish_new_fd(int fd, bool nonblocking) {
+  int error_number = prefork_update_cloexec(fd, true);
+  if (error_number == 0) error_number = prefork_update_nonblocking(fd, nonblocking);
+  if (error_number != 0) {
+    close(fd);
+    errno = error_number;
+    return -1;
+  }
+  return fd;
+}
+#endif
+
+/* Without the SOCK_* flags there is a window between the call and fcntl() in which a fork would
+ * inherit the fd. Node forks children from the main thread, the one running this code, so no
+ * child of ours is created inside that window. */
+int prefork_socket(int domain, int type, int protocol) {
+#ifdef PREFORK_HAVE_SOCK_FLAGS
+  return socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+#else
+  int fd = socket(domain, type, protocol);
+  return fd < 0 ? -1 : finish_new_fd(fd, true);
+#endif
+}
+
+int prefork_socketpair_fds(int domain, int type, int fds[2]) {
+#ifdef PREFORK_HAVE_SOCK_FLAGS
+  return socketpair(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds);
+#else
+  if (socketpair(domain, type, 0, fds) < 0) return -1;
+  if (finish_new_fd(fds[0], true) < 0) {
+    int error_number = errno;
+    close(fds[1]);
+    errno = error_number;
+    return -1;
+  }
+  if (finish_new_fd(fds[1], true) < 0) {
+    int error_number = errno;
+    close(fds[0]);
+    errno = error_number;
+    return -1;
+  }
+  return 0;
+#endif
+}
+
+int prefork_accept_fd(int listener, bool nonblocking) {
+  int fd;
+  do {
+#ifdef PREFORK_HAVE_SOCK_FLAGS
+    fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0));
+#else
+    fd = accept(listener, NULL, NULL);
+#endif
+  } while (fd < 0 && errno == EINTR);
+#ifdef PREFORK_HAVE_SOCK_FLAGS
+  return fd;
+#else
+  return fd < 0 ? -1 : finish_new_fd(fd, nonblocking);
+#endif
 }
 
 /* Shared body of setCloexec(fd, on) and setNonblocking(fd, on). */

@@ -1,6 +1,6 @@
 /**
- * The typed face of prefork's native addon (`build/Release/prefork.node`, built from
- * `src/native/*.c`): what Node's `net` module cannot do for a preforking server.
+ * The typed face of prefork's native addon (built from `src/native/*.c`, found by `./load.ts`):
+ * what Node's `net` module cannot do for a preforking server.
  *
  * The parent watches a listening socket for readability without accepting from it
  * ({@link createWatcher}, {@link acceptQueueLength}) and orders one idle child to take the
@@ -17,12 +17,9 @@
  * The addon is loaded on first use, so importing prefork (for `--help`, for types) works even
  * where the addon has not been built.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { PreforkError } from '../errors.js';
+import { loadAddon } from './load.js';
 
 /** What a listening socket is bound to, as getsockname() reports it. */
 export interface ListenerInfo {
@@ -132,65 +129,31 @@ interface NativeBinding {
   setNonblocking(fd: number, on: boolean): void;
   close(fd: number): void;
   createWatcher(fd: number, onEvents: (events: number) => void): NativeWatcher;
+  readonly features: NativeFeatures;
 }
 
-/** Where the build puts the addon, relative to the package root; Release first. */
-const ADDON_CANDIDATES = ['build/Release/prefork.node', 'build/Debug/prefork.node'];
+/**
+ * The fast paths a build of the addon has (see `prefork.h`). The Linux build has all of them; a
+ * build for macOS or the BSDs, or one made with `portable=1`, uses the POSIX fallbacks.
+ */
+export interface NativeFeatures {
+  /** accept4() and SOCK_NONBLOCK | SOCK_CLOEXEC, one call per fd; otherwise fcntl() follows. */
+  sockFlags: boolean;
+  /** The accept queue of a TCP listener (TCP_INFO); otherwise {@link acceptQueue} answers null for TCP. */
+  acceptQueue: boolean;
+  /** TCP_DEFER_ACCEPT; otherwise `deferAccept` has no effect. */
+  deferAccept: boolean;
+  /** Built with PREFORK_PORTABLE: the fallbacks forced on a system that has the fast paths. */
+  portable: boolean;
+}
 
 const DEFAULT_BACKLOG = 511;
 
 let loadedBinding: NativeBinding | undefined;
 
-/**
- * Finds the package root by walking up to the first directory holding `binding.gyp`: the same
- * code runs from `src/native/` (tests, two levels down) and bundled into `dist/` (one level).
- */
-function findPackageRoot(start: string): string | undefined {
-  for (let directory = start; ; directory = dirname(directory)) {
-    if (existsSync(join(directory, 'binding.gyp'))) return directory;
-    if (dirname(directory) === directory) return undefined;
-  }
-}
-
-const REBUILD_ADVICE =
-  'Build it with `npm rebuild prefork` (in a checkout of prefork: `npm run install` or `npx node-gyp rebuild`), ' +
-  'which needs python3, make and a C compiler (on Debian/Ubuntu: `apt-get install python3 make g++`). ' +
-  "The addon must be rebuilt after changing Node's major version (a \"NODE_MODULE_VERSION\" or " +
-  '"undefined symbol" error says so).';
-
-function loadBinding(): NativeBinding {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const root = findPackageRoot(here);
-  if (root === undefined) {
-    throw new PreforkError(
-      'PREFORK_ERR_NATIVE_LOAD',
-      `cannot load the native addon: no binding.gyp found in ${here} or any directory above it, so the ` +
-        `prefork package root (which holds build/Release/prefork.node) is unknown. ${REBUILD_ADVICE}`,
-    );
-  }
-  const candidates = ADDON_CANDIDATES.map((candidate) => join(root, candidate));
-  const path = candidates.find((candidate) => existsSync(candidate));
-  if (path === undefined) {
-    throw new PreforkError(
-      'PREFORK_ERR_NATIVE_LOAD',
-      `cannot load the native addon: it has not been built (tried ${candidates.join(' and ')}). ${REBUILD_ADVICE}`,
-    );
-  }
-  try {
-    return createRequire(import.meta.url)(path) as NativeBinding;
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new PreforkError(
-      'PREFORK_ERR_NATIVE_LOAD',
-      `cannot load the native addon ${path}: ${reason}. ${REBUILD_ADVICE}`,
-      { cause: error },
-    );
-  }
-}
-
 /** The addon, loaded on first use. */
 function binding(): NativeBinding {
-  return (loadedBinding ??= loadBinding());
+  return (loadedBinding ??= loadAddon<NativeBinding>());
 }
 
 /**
@@ -199,6 +162,11 @@ function binding(): NativeBinding {
  */
 export function loadNative(): void {
   binding();
+}
+
+/** The fast paths this build of the addon has. */
+export function nativeFeatures(): NativeFeatures {
+  return { ...binding().features };
 }
 
 /**

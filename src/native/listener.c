@@ -171,7 +171,7 @@ napi_value prefork_listen_tcp(napi_env env, napi_callback_info info) {
     ((struct sockaddr_in6 *)&address)->sin6_port = htons((uint16_t)port);
   }
 
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  int fd = prefork_socket(family, SOCK_STREAM, IPPROTO_TCP);
   if (fd < 0) return prefork_throw_errno(env, errno, "socket", NULL);
 
   /* Without SO_REUSEADDR a restarted pool could not bind while old connections sit in TIME_WAIT. */
@@ -195,7 +195,7 @@ napi_value prefork_listen_tcp(napi_env env, napi_callback_info info) {
     }
   }
 
-#ifdef TCP_DEFER_ACCEPT
+#ifdef PREFORK_HAVE_DEFER_ACCEPT
   /* Set before listen() so that no connection is queued under the old setting. */
   if (defer_accept > 0 &&
       setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_accept, sizeof defer_accept) < 0) {
@@ -239,7 +239,7 @@ static int clear_unix_path(const char *path, const struct sockaddr_un *address,
   /* A socket file outlives its server. Whether anyone still listens is only known by connecting:
    * refused means stale. The probe is non-blocking so that a full backlog cannot stall us; it
    * then reports EAGAIN, which also means "someone listens". */
-  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int probe = prefork_socket(AF_UNIX, SOCK_STREAM, 0);
   if (probe < 0) {
     int error_number = errno;
     *syscall = "socket";
@@ -310,7 +310,7 @@ napi_value prefork_listen_unix(napi_env env, napi_callback_info info) {
   memcpy(address.sun_path, path, path_length);
   socklen_t address_length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_length + 1);
 
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = prefork_socket(AF_UNIX, SOCK_STREAM, 0);
   if (fd < 0) return prefork_throw_errno(env, errno, "socket", NULL);
 
   int bound = bind(fd, (struct sockaddr *)&address, address_length);

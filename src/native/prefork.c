@@ -105,6 +105,43 @@ static void finalize_instance(napi_env env, void *data, void *hint) {
   free(instance);
 }
 
+/* `features`: which fast paths of prefork.h this build compiled, so that callers and tests can
+ * tell the Linux build from the portable one. */
+static napi_status create_features(napi_env env, napi_value *result) {
+  static const struct {
+    const char *name;
+    bool on;
+  } flags[] = {
+#ifdef PREFORK_HAVE_SOCK_FLAGS
+      {"sockFlags", true},
+#else
+      {"sockFlags", false},
+#endif
+#ifdef PREFORK_HAVE_TCP_INFO
+      {"acceptQueue", true},
+#else
+      {"acceptQueue", false},
+#endif
+#ifdef PREFORK_HAVE_DEFER_ACCEPT
+      {"deferAccept", true},
+#else
+      {"deferAccept", false},
+#endif
+#ifdef PREFORK_PORTABLE
+      {"portable", true},
+#else
+      {"portable", false},
+#endif
+  };
+  napi_status status = napi_create_object(env, result);
+  for (size_t i = 0; status == napi_ok && i < sizeof flags / sizeof flags[0]; i++) {
+    napi_value value;
+    status = napi_get_boolean(env, flags[i].on, &value);
+    if (status == napi_ok) status = napi_set_named_property(env, *result, flags[i].name, value);
+  }
+  return status;
+}
+
 NAPI_MODULE_INIT() {
   prefork_instance *instance = calloc(1, sizeof *instance);
   if (instance == NULL) {
@@ -142,5 +179,9 @@ NAPI_MODULE_INIT() {
   };
   PREFORK_CALL(env, napi_define_properties(env, exports, sizeof functions / sizeof functions[0],
                                            functions));
+
+  napi_value features;
+  PREFORK_CALL(env, create_features(env, &features));
+  PREFORK_CALL(env, napi_set_named_property(env, exports, "features", features));
   return exports;
 }

@@ -15,8 +15,35 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <node_api.h>
+
+/*
+ * Fast paths of the systems we know, and the POSIX fallbacks everywhere else (macOS, other BSDs).
+ * Defining PREFORK_PORTABLE forces the fallbacks on Linux too, so that the code a Mac user
+ * compiles is code our tests have run (`npm run test:portable`).
+ *
+ * PREFORK_HAVE_SOCK_FLAGS  accept4(), and SOCK_NONBLOCK | SOCK_CLOEXEC in socket()/socketpair():
+ *                          one call; elsewhere fcntl() follows the call.
+ * PREFORK_HAVE_TCP_INFO    the accept queue of a TCP listener from TCP_INFO (Linux aliases two
+ *                          fields to it on a LISTEN socket); elsewhere the queue is unknown.
+ * PREFORK_HAVE_DEFER_ACCEPT  TCP_DEFER_ACCEPT; elsewhere `deferAccept` is accepted and has no effect.
+ * PREFORK_SEND_FLAGS       MSG_NOSIGNAL where it exists; elsewhere 0, which is safe because Node
+ *                          ignores SIGPIPE in every process it runs.
+ */
+#if !defined(PREFORK_PORTABLE) && (defined(__linux__) || defined(__FreeBSD__)) && defined(SOCK_CLOEXEC)
+#define PREFORK_HAVE_SOCK_FLAGS 1
+#endif
+#if !defined(PREFORK_PORTABLE) && defined(__linux__)
+#define PREFORK_HAVE_TCP_INFO 1
+#define PREFORK_HAVE_DEFER_ACCEPT 1
+#endif
+#if !defined(PREFORK_PORTABLE) && defined(MSG_NOSIGNAL)
+#define PREFORK_SEND_FLAGS MSG_NOSIGNAL
+#else
+#define PREFORK_SEND_FLAGS 0
+#endif
 
 /*
  * Bails out of a napi_callback when a N-API call fails. N-API leaves an exception pending in most
@@ -66,6 +93,16 @@ int prefork_update_cloexec(int fd, bool on);
 
 /* Turns O_NONBLOCK on or off; returns 0 or the errno. */
 int prefork_update_nonblocking(int fd, bool on);
+
+/* socket(2) whose fd is close-on-exec and non-blocking; -1 with errno set on failure. */
+int prefork_socket(int domain, int type, int protocol);
+
+/* socketpair(2) whose fds are close-on-exec and non-blocking; -1 with errno set on failure. */
+int prefork_socketpair_fds(int domain, int type, int fds[2]);
+
+/* accept(2) of one connection, close-on-exec and (when asked) non-blocking; EINTR is retried.
+ * -1 with errno set when it took nothing. */
+int prefork_accept_fd(int listener, bool nonblocking);
 
 /* listener.c */
 napi_value prefork_listen_tcp(napi_env env, napi_callback_info info);

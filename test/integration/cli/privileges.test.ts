@@ -4,6 +4,7 @@ import { accessSync, constants } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { findGroup, findUser } from '../../../src/config/accounts.js';
 import { CLI, killServers, project, requireBuild, Server, who, WHO_HANDLER, writeFiles } from './cli-helpers.js';
+import { findAddon } from '../../../src/native/load.js';
 
 const ROOT = process.getuid?.() === 0;
 const USER = `prefork-test-${randomBytes(3).toString('hex')}`;
@@ -39,7 +40,7 @@ describe.skipIf(!ROOT)('privilege drop (root only: it creates a system user and 
 
   it('binds as root (a port below 1024) and runs the children as the configured user and group', async () => {
     // The children load the child runtime, the addon and the handler as that user: all must be readable.
-    for (const path of [CLI, new URL('../../../build/Release/prefork.node', import.meta.url)]) accessSync(path, constants.R_OK);
+    for (const path of [CLI, findAddon()]) accessSync(path, constants.R_OK);
     const dir = project({ 'who.mjs': WHO_HANDLER });
     // A privileged port proves the parent bound before any uid change; a few tries in case one is taken.
     let server: Server | undefined;
