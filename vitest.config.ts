@@ -1,8 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The package tests pack and install the repository: `npm run test:package` runs them.
+    exclude: [...configDefaults.exclude, 'test/package/**'],
     // Integration tests fork real children and bind real sockets; on a 2-core machine running
     // many such files at once only makes each of them slower, so keep the parallelism modest.
     pool: 'forks',

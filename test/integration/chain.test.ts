@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ChildExitInfo, ChildInfo } from '../../src/pool/Child.js';
 import type { Pool } from '../../src/pool/Pool.js';
-import { accepted, command, fixture, nextHook, readLine, served, startPool, stopPools, target } from '../helpers.js';
+import { accepted, command, fixture, nextHook, readLine, served, startPool, stopPools, target, waitFor } from '../helpers.js';
 
 afterEach(stopPools);
 
@@ -209,6 +209,30 @@ describe('chain grants (acceptChain)', () => {
     await served(pool, 5);
     expect(pool.stats().connections).toMatchObject({ ordered: 5, chained: 0 });
     expect(pool.generation).toBe(1);
+  });
+
+  it('counts a grant down exactly: reports up to the grant are taken, one more gets the child killed', async () => {
+    // acceptChain: 2 grants two connections with the order. The child forges reports while it
+    // serves the ordered connection: two are within the grant, the third is not.
+    const within = await startPool({ children: ONE_CHILD, acceptChain: 2 });
+    const kept = await command(within, 'forge-chained 2');
+    expect(kept.answer).toMatch(/^forged 1 /);
+    await waitFor(within.hooks.onConnectionDone as never, () => within.stats().connections.chained >= 2);
+    expect(within.stats().connections).toMatchObject({ ordered: 1, chained: 2 });
+    expect(within.children()[0]!.state).not.toBe('stopping');
+    expect(within.logged.lines.some((line) => line.message.includes('without a chain grant'))).toBe(false);
+    kept.socket.destroy();
+
+    const beyond = await startPool({ children: ONE_CHILD, acceptChain: 2 });
+    const exit = nextHook<[ChildInfo, ChildExitInfo]>(beyond.hooks.onChildExit, (child) => child.id === 1);
+    const forged = net.connect(target(beyond));
+    forged.on('error', () => {});
+    forged.write('forge-chained 3\n');
+    const [, info] = await exit;
+    forged.destroy();
+    expect(info.signal).toBe('SIGKILL');
+    expect(beyond.logged.lines.find((line) => line.message.includes('without a chain grant'))?.fields).toMatchObject({ reported: 1, granted: 0 });
+    expect(beyond.stats().connections.chained).toBe(2);
   });
 
   it('kills a child that reports a connection it accepted without a grant', async () => {

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isPreforkError } from '../../src/errors.js';
+import type { ChildExitInfo, ChildInfo } from '../../src/pool/Child.js';
 import { accepted, ask, command, fixture, memoryLogger, nextHook, readLine, served, startPool, stopPools, target } from '../helpers.js';
 
 afterEach(stopPools);
@@ -190,6 +191,36 @@ describe('children that die, hang or fail', () => {
     expect(child.id).toBe(1);
     expect(exit).toMatchObject({ code: 0, expected: true, lost: 0 });
     expect(await ask(pool, 'who')).toMatch(/^2 /);
+  });
+});
+
+describe('reloading', () => {
+  it('a child busy when a reload commits finishes its connection and exits 0; the new generation serves', async () => {
+    const pool = await startPool({ children: { start: 1, min: 1, max: 2, minSpare: 0, maxSpare: 2 }, acceptChain: 0 });
+    const busy = await command(pool, 'block 2000');
+    expect(busy.answer).toMatch(/^blocking 1 /);
+    const order: string[] = [];
+    let rest = '';
+    busy.socket.on('data', (chunk: Buffer) => {
+      rest += chunk.toString('utf8');
+      if (rest.includes('unblocked')) order.push('answered');
+    });
+    const closed = once(busy.socket, 'close');
+    const exit = nextHook<[ChildInfo, ChildExitInfo]>(pool.hooks.onChildExit, (child) => child.id === 1, 15_000);
+    // The pool commits a reload right after its first new child's onChildReady; the promise
+    // resolves after that synchronous step.
+    const ready = nextHook(pool.hooks.onChildReady, (child) => child.generation === 2);
+    pool.reload();
+    await ready;
+    expect(pool.generation).toBe(2);
+    order.push('committed');
+    // The reload committed while child 1 was still in its handler; it is not killed for it.
+    await closed;
+    expect(rest).toMatch(/unblocked 1 \d+\n$/);
+    expect(order).toEqual(['committed', 'answered']);
+    const [, info] = await exit;
+    expect(info).toMatchObject({ code: 0, signal: null, expected: true, lost: 0 });
+    expect(await ask(pool, 'who')).toMatch(/^2 \d+\n$/);
   });
 });
 

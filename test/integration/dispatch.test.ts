@@ -13,7 +13,8 @@ describe('dispatch follows the rules of the model', () => {
   it('handles status reports that arrive with a connection before dispatching it (rule 1)', async () => {
     // One child only. Its DONE and the next connection reach the parent in the same loop turn;
     // if the parent dispatched before reading the DONE it would see no idle child and overload.
-    const pool = await startPool({ children: { start: 1, max: 1, min: 1, minSpare: 0, maxSpare: 1 } });
+    // No chain grants, so the parent itself must dispatch every connection.
+    const pool = await startPool({ children: { start: 1, max: 1, min: 1, minSpare: 0, maxSpare: 1 }, acceptChain: 0 });
     for (let round = 0; round < 5; round++) {
       const held = await command(pool, 'hold');
       expect(held.answer).toMatch(/^held 1 /);
@@ -30,6 +31,33 @@ describe('dispatch follows the rules of the model', () => {
       expect(pool.stats().overload.events).toBe(overloadsBefore);
       next.destroy();
       await served(pool, 2 * round + 2);
+    }
+  });
+
+  it('under chain grants too, a connection that arrives with the DONE is served without overload, accepted once (rule 1)', async () => {
+    // Whether the child's grant takes the connection (chained) or the child reports DONE first and
+    // the parent orders it depends on which comes first; either way it is accepted exactly once
+    // and the parent, having read the DONE first, never sees the pool overloaded.
+    const pool = await startPool({ children: { start: 1, max: 1, min: 1, minSpare: 0, maxSpare: 1 } });
+    for (let round = 0; round < 5; round++) {
+      const held = await command(pool, 'hold');
+      expect(held.answer).toMatch(/^held 1 /);
+      await accepted(pool, 2 * round + 1);
+      const before = pool.stats();
+      held.socket.write('release\n');
+      const next = net.connect(target(pool));
+      await new Promise((resolve) => process.nextTick(resolve));
+      blockEventLoop(150);
+      next.write('who\n');
+      expect(await readLine(next)).toMatch(/^1 /);
+      next.destroy();
+      await served(pool, before.connections.served + 2);
+      const after = pool.stats();
+      const ordered = after.connections.ordered - before.connections.ordered;
+      const chained = after.connections.chained - before.connections.chained;
+      expect(ordered + chained).toBe(1);
+      expect(after.connections.accepted - before.connections.accepted).toBe(1);
+      expect(after.overload.events).toBe(before.overload.events);
     }
   });
 

@@ -10,7 +10,7 @@
  * test is skipped unless PREFORK_REQUIRE_ARM64=1 makes that a failure).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -140,11 +140,21 @@ beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'prefork-package-'));
   NODES['Node 24'] = join(nodeBinary('x64'), 'bin', 'node');
 
-  // Pack as `npm publish` does: prepack makes both prebuilds, prepare builds dist/.
+  // Pack as `npm publish` does: prepack makes both prebuilds, prepare builds dist/. The scripts'
+  // output shares npm's stdout, so the tarball itself is read, not what npm printed.
   const started = Date.now();
-  const output = execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 });
-  packed = (JSON.parse(output.slice(output.indexOf('['))) as (typeof packed & { filename: string })[])[0]!;
-  tarball = join(work, (packed as unknown as { filename: string }).filename);
+  execFileSync('npm', ['pack', '--pack-destination', work], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  const name = readdirSync(work).find((file) => file.endsWith('.tgz'));
+  if (!name) throw new Error(`npm pack left no tarball in ${work}`);
+  tarball = join(work, name);
+  // `tar tvzf` lines: mode owner size date time path.
+  const entries = execFileSync('tar', ['tvzf', tarball], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => !fields[0]!.startsWith('d'))
+    .map((fields) => ({ size: Number(fields[2]), path: fields.slice(5).join(' ').replace(/^package\//, '') }));
+  packed = { size: statSync(tarball).size, unpackedSize: entries.reduce((sum, entry) => sum + entry.size, 0), files: entries };
   console.log(`npm pack: ${packed.size} bytes packed, ${packed.unpackedSize} unpacked, ${packed.files.length} files, in ${Date.now() - started} ms`);
 
   // Compilers, make, python and node-gyp exist only as stubs that fail loudly.

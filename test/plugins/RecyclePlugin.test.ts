@@ -33,6 +33,25 @@ describe('RecyclePlugin', () => {
     expect(pool.stats().connections).toMatchObject({ served: 7, lost: 0 });
   });
 
+  it('with slots > 1, a child that has accepted maxConnectionsPerChild takes no more, though it has free slots', async () => {
+    const pool = await startPool({ children: { start: 1, min: 1, max: 2, minSpare: 0, maxSpare: 2, slots: 4 }, recycle: { maxConnectionsPerChild: 3, jitter: 0 }, acceptChain: 0 });
+    const gone = exits(pool);
+    const held = [];
+    for (let i = 0; i < 3; i++) {
+      const one = await command(pool, 'hold');
+      expect(one.answer).toMatch(/^held 1 /);
+      held.push(one.socket);
+    }
+    // Child 1 holds 3 of its 4 slots and has reached its limit: the 4th connection goes elsewhere.
+    expect(await ask(pool, 'who')).toMatch(/^2 \d+\n$/);
+    const first = pool.children().find((child) => child.id === 1)!;
+    expect(first.accepted).toBe(3);
+    expect(first.stopReason).toBe('recycled: accepted 3 connections (maxConnectionsPerChild 3)');
+    for (const socket of held) socket.write('release\n');
+    await waitFor(pool.hooks.onChildExit as never, () => gone.some(({ child }) => child.id === 1));
+    expect(gone.find(({ child }) => child.id === 1)!.exit).toMatchObject({ code: 0, signal: null, lost: 0 });
+  });
+
   it('jitter gives each child its own limit between maxConnectionsPerChild and maxConnectionsPerChild + jitter', async () => {
     // A fixed sequence instead of Math.random: limits 2 + floor(r * 4) = 2, 5, 3.
     const draws = [0, 0.99, 0.3];

@@ -291,7 +291,10 @@ describe('http protocol: connection lifetime', () => {
     } finally {
       clearInterval(drip);
     }
-    expect(Date.now() - acceptedAt).toBeLessThan(500 + 1_000);
+    // Not before the limit (the client was sending all along), and within one check interval of it.
+    const elapsed = Date.now() - acceptedAt;
+    expect(elapsed).toBeGreaterThanOrEqual(500);
+    expect(elapsed).toBeLessThan(500 + 1_000);
     await (await front.nextHandled()).done;
   });
 
@@ -300,29 +303,36 @@ describe('http protocol: connection lifetime', () => {
     const client = await connectClient(front.port);
     client.socket.write('GET /first HTTP/1.1\r\nHost: x\r\n\r\n');
     await client.until((text) => text.includes('"url":"/first"'));
+    const startedAt = Date.now();
     client.socket.write('GET /second HTTP/1.1\r\nHost: x\r\n');
     const drip = setInterval(() => client.socket.write('X-A: 1\r\n'), 50);
-    const startedAt = Date.now();
     try {
       expect(await client.closed).toContain('408 Request Timeout');
     } finally {
       clearInterval(drip);
     }
-    expect(Date.now() - startedAt).toBeLessThan(400 + 1_000);
+    const elapsed = Date.now() - startedAt;
+    expect(elapsed).toBeGreaterThanOrEqual(400);
+    expect(elapsed).toBeLessThan(400 + 1_000);
   });
 
-  it('closes a client that sends its body too slowly after requestTimeout', async () => {
-    const { front } = await serve(echo, { headersTimeout: 300, requestTimeout: 600 });
+  it('closes a client that sends its body too slowly with 408 after requestTimeout, not after headersTimeout', async () => {
+    const { front } = await serve(echo, { headersTimeout: 300, requestTimeout: 900 });
     const client = await connectClient(front.port);
     const acceptedAt = Date.now();
     client.socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n');
     const drip = setInterval(() => client.socket.write('z'), 50);
+    let text: string;
     try {
-      await client.closed;
+      text = await client.closed;
     } finally {
       clearInterval(drip);
     }
-    expect(Date.now() - acceptedAt).toBeLessThan(600 + 1_000);
+    expect(text).toMatch(/^HTTP\/1\.1 408 Request Timeout/);
+    // The headers were complete at once: only the request limit applies to the body.
+    const elapsed = Date.now() - acceptedAt;
+    expect(elapsed).toBeGreaterThanOrEqual(900);
+    expect(elapsed).toBeLessThan(900 + 1_000);
   });
 
   it('stop() closes idle keep-alive connections at once', async () => {

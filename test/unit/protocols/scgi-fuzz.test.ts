@@ -254,3 +254,19 @@ describe('scgi parser fuzzing', () => {
     }
   });
 });
+
+describe('scgi parser limits', () => {
+  /** A valid header block of exactly `size` bytes: CONTENT_LENGTH, SCGI, and a padded variable. */
+  function blockOf(size: number): Buffer {
+    const fixed = 'CONTENT_LENGTH\u00000\u0000SCGI\u00001\u0000HTTP_X_PAD\u0000\u0000';
+    const block = Buffer.from(`CONTENT_LENGTH\u00000\u0000SCGI\u00001\u0000HTTP_X_PAD\u0000${'x'.repeat(size - fixed.length)}\u0000`, 'latin1');
+    expect(block.length).toBe(size);
+    return Buffer.concat([Buffer.from(`${size}:`), block, Buffer.from(',')]);
+  }
+
+  it('accepts a header block of exactly maxHeaderSize bytes and refuses one byte more with 431', () => {
+    const exact = new ScgiParser(256).push(blockOf(256));
+    expect(exact?.head.contentLength).toBe(0);
+    expect(() => new ScgiParser(256).push(blockOf(257))).toThrow(expect.objectContaining({ status: 431 }) as Error);
+  });
+});
