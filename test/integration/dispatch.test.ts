@@ -65,12 +65,14 @@ describe('dispatch follows the rules of the model', () => {
     // A Unix socket has no accept-queue length, so each wake-up orders exactly one child.
     const dir = tempDir();
     const pool = await startPool({ listen: `unix:${join(dir, 'rule2.sock')}`, children: { start: 4, max: 4, minSpare: 0 } });
+    // Collected, then asserted: what a tap throws is caught and logged by the pool.
     let violations = 0;
     let rounds = 0;
+    const wanted = new Set<number>();
     pool.hooks.beforeDispatch.tap('test', (request) => {
       rounds++;
       if (pool.children().some((child) => child.state === 'accepting')) violations++;
-      expect(request.wanted).toBe(1);
+      wanted.add(request.wanted);
       return undefined;
     });
     const clients = Array.from({ length: 20 }, async () => {
@@ -80,6 +82,7 @@ describe('dispatch follows the rules of the model', () => {
     await served(pool, 200);
     expect(rounds).toBeGreaterThanOrEqual(200);
     expect(violations).toBe(0);
+    expect([...wanted]).toEqual([1]);
     const stats = pool.stats();
     expect(stats.connections.ordered).toBe(stats.connections.accepted + stats.acceptNothing);
     expect(stats.connections.served).toBe(200);

@@ -7,11 +7,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import * as native from '../../src/native/index.js';
 import { isPreforkError } from '../../src/errors.js';
 import { ask, fixture, startPool, stopPools, tempDir } from '../helpers.js';
+import { NO_IPV6, skipWithout } from '../environment.js';
 
 afterEach(stopPools);
 
 describe('listeners', () => {
-  it('serves IPv6 loopback, a Unix socket with a file mode and IPv4 from one pool', async () => {
+  it.skipIf(skipWithout(NO_IPV6))('serves IPv6 loopback, a Unix socket with a file mode and IPv4 from one pool', async () => {
     const path = join(tempDir(), 'app.sock');
     const pool = await startPool({ listen: ['[::1]:0', { path, mode: '600' }, '127.0.0.1:0'], children: { start: 2 } });
     const [v6, unix, v4] = pool.addresses();

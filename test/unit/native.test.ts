@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isPreforkError } from '../../src/errors.js';
 import { findAddon } from '../../src/native/load.js';
+import { NO_IPV6, skipWithout } from '../environment.js';
 import {
   accept,
   acceptAndClose,
@@ -138,7 +139,7 @@ describe('listenTcp', () => {
     expect(track(accept(listener.fd))).toBeGreaterThanOrEqual(0);
   });
 
-  it('listens on the IPv6 loopback ::1', async () => {
+  it.skipIf(skipWithout(NO_IPV6))('listens on the IPv6 loopback ::1', async () => {
     const listener = track(listenTcp('::1', 0));
     expect(listener).toMatchObject({ family: 'IPv6', address: '::1' });
     await connectClient({ port: listener.port, host: '::1' });
@@ -151,7 +152,7 @@ describe('listenTcp', () => {
     expect(fdFlags(listener.fd) & O_CLOEXEC).toBe(O_CLOEXEC);
   });
 
-  it('applies ipv6Only to the wildcard address: dual-stack holds the IPv4 port too, IPv6-only does not', () => {
+  it.skipIf(skipWithout(NO_IPV6))('applies ipv6Only to the wildcard address: dual-stack holds the IPv4 port too, IPv6-only does not', () => {
     const dualStack = track(listenTcp('::', 0, { ipv6Only: false }));
     expect(systemErrorCode(thrownBy(() => listenTcp('127.0.0.1', dualStack.port)))).toBe('EADDRINUSE');
     const ipv6Only = track(listenTcp('::', 0, { ipv6Only: true }));

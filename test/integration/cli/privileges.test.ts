@@ -1,14 +1,43 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { findGroup, findUser } from '../../../src/config/accounts.js';
 import { CLI, killServers, project, requireBuild, Server, who, WHO_HANDLER, writeFiles } from './cli-helpers.js';
 import { findAddon } from '../../../src/native/load.js';
+import { findExecutable, skipWithout } from '../../environment.js';
 
 const ROOT = process.getuid?.() === 0;
-const USER = `prefork-test-${randomBytes(3).toString('hex')}`;
+/** Creating a user and giving children another uid both need root and useradd. */
+const SKIP = skipWithout(
+  !ROOT ? 'not root, so the privilege-drop tests (they create a system user) are skipped'
+  : !findExecutable('useradd') || !findExecutable('userdel') ? 'useradd/userdel are missing (Debian: the passwd package), so the privilege-drop tests are skipped'
+  : undefined,
+);
+/** The throwaway user's name carries this process's pid, so that a later run can tell it is stale. */
+const USER = `prefork-test-${process.pid}-${randomBytes(2).toString('hex')}`;
 let account: { uid: number; gid: number };
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes the users that an earlier run, killed before its clean-up, left behind. */
+function removeStaleUsers(): void {
+  for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+    const match = /^(prefork-test-(\d+)-[0-9a-f]+):/.exec(line);
+    if (match && !alive(Number(match[2]))) execFileSync('userdel', [match[1]!]);
+  }
+}
+
+function removeUser(): void {
+  if (findUser(USER)) execFileSync('userdel', [USER]);
+}
 
 beforeAll(requireBuild);
 afterEach(killServers);
@@ -26,17 +55,24 @@ function runAsUser(args: string[], cwd: string): Promise<{ code: number | null; 
   });
 }
 
-// Creating a user and giving children another uid both need root; elsewhere there is nothing to test.
-describe.skipIf(!ROOT)('privilege drop (root only: it creates a system user and changes uids)', () => {
+describe.skipIf(SKIP)('privilege drop (root only: it creates a system user and changes uids)', () => {
   beforeAll(() => {
+    removeStaleUsers();
     execFileSync('useradd', ['--system', '--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin', USER]);
+    // The user goes with this process however it ends: afterAll, an exit without it, or a signal.
+    // Only SIGKILL escapes, and the next run's removeStaleUsers() removes what it left.
+    process.once('exit', removeUser);
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(signal, () => {
+        removeUser();
+        process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+      });
+    }
     const user = findUser(USER)!;
     account = { uid: user.uid, gid: user.gid };
   });
 
-  afterAll(() => {
-    if (findUser(USER)) execFileSync('userdel', [USER]);
-  });
+  afterAll(removeUser);
 
   it('binds as root (a port below 1024) and runs the children as the configured user and group', async () => {
     // The children load the child runtime, the addon and the handler as that user: all must be readable.

@@ -1,12 +1,15 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/resolve.js';
 import { Pool } from '../../../src/pool/Pool.js';
 import { memoryLogger, tempDir } from '../../helpers.js';
 import { fetchAnswer } from './client.js';
-import { findNginx, freePort, runNginx, type Nginx } from './nginx.js';
+import { NO_NGINX, freePort, runNginx, type Nginx } from './nginx.js';
+import { skipWithout } from '../../environment.js';
+
+const SKIP = skipWithout(NO_NGINX);
 
 // The examples/scgi-nginx files as a user runs them: prefork from its prefork.config.json, nginx
 // from its nginx.conf. Only the socket path and nginx's port are moved (into a temporary
@@ -21,10 +24,6 @@ const EXAMPLE_LISTEN = '127.0.0.1:8081';
 let nginx: Nginx | undefined;
 let pool: Pool | undefined;
 
-beforeAll(() => {
-  findNginx();
-});
-
 afterEach(async () => {
   await nginx?.stop();
   await pool?.stop('test done');
@@ -37,7 +36,7 @@ function replaceAll(text: string, from: string, to: string): string {
   return text.replaceAll(from, to);
 }
 
-describe('examples/scgi-nginx', () => {
+describe.skipIf(SKIP)('examples/scgi-nginx', () => {
   it('serves its handler as SCGI through its own nginx.conf', async () => {
     const dir = tempDir('prefork-example-scgi-');
     const socket = join(dir, 'app.sock');

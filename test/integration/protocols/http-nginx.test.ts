@@ -1,18 +1,17 @@
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { fixture, nextHook, startPool, stopPools, tempDir } from '../../helpers.js';
 import { fetchAnswer, seen } from './client.js';
-import { findNginx, freePort, startNginx, type Nginx } from './nginx.js';
+import { NO_NGINX, freePort, startNginx, type Nginx } from './nginx.js';
+import { skipWithout } from '../../environment.js';
+
+const SKIP = skipWithout(NO_NGINX);
 
 // nginx `proxy_pass` over HTTP/1.1 with upstream keep-alive to prefork HTTP listeners.
 
 let nginx: Nginx | undefined;
-
-beforeAll(() => {
-  findNginx();
-});
 
 afterEach(async () => {
   await nginx?.stop();
@@ -26,7 +25,7 @@ const PROXY_KEEPALIVE = `
       proxy_set_header Connection "";
       proxy_set_header Host $host;`;
 
-describe('nginx proxy_pass to a prefork HTTP listener', () => {
+describe.skipIf(SKIP)('nginx proxy_pass to a prefork HTTP listener', () => {
   it('reuses its keep-alive connections to the children: far fewer connections than requests', async () => {
     // Every upstream connection nginx keeps open holds one of a child's slots until nginx closes it
     // or keepAliveTimeout expires, so the slots must cover nginx's `keepalive` cache plus the
@@ -78,7 +77,7 @@ describe('nginx proxy_pass to a prefork HTTP listener', () => {
   });
 });
 
-describe('two prefork instances behind one nginx upstream', () => {
+describe.skipIf(SKIP)('two prefork instances behind one nginx upstream', () => {
   it('stopping one gracefully under load loses no request: nginx moves to the other', async () => {
     const options = {
       handler: fixture('proto-app.mjs'),

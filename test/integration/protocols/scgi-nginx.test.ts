@@ -4,7 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pool } from '../../../src/pool/Pool.js';
 import { fixture, served, startPool, stopPools, tempDir, waitFor } from '../../helpers.js';
 import { fetchAnswer, seen } from './client.js';
-import { findNginx, freePort, SCGI_PARAMS, startNginx, type Nginx } from './nginx.js';
+import { NO_NGINX, freePort, SCGI_PARAMS, startNginx, type Nginx } from './nginx.js';
+import { skipWithout } from '../../environment.js';
+
+const SKIP = skipWithout(NO_NGINX);
 
 // nginx `scgi_pass` to prefork children serving the proto-app fixture over SCGI, once through a
 // Unix socket and once through a TCP port, so both kinds of listener meet the real web server.
@@ -17,7 +20,7 @@ let port: number;
 const pools: Record<'unix' | 'tcp', Pool> = {} as never;
 
 beforeAll(async () => {
-  findNginx();
+  if (SKIP) return;
   dir = tempDir('prefork-scgi-nginx-');
   const common = { handler: fixture('proto-app.mjs'), protocol: 'scgi', children: { start: 2, min: 2, max: 4 } } as const;
   pools.unix = await startPool({ ...common, listen: `unix:${join(dir, 'app.sock')}` });
@@ -45,7 +48,7 @@ afterAll(async () => {
   await stopPools();
 });
 
-describe.each(['unix', 'tcp'] as const)('nginx scgi_pass to a prefork %s listener', (transport) => {
+describe.skipIf(SKIP).each(['unix', 'tcp'] as const)('nginx scgi_pass to a prefork %s listener', (transport) => {
   it('passes a GET with a query string: method, url, Host and the client address reach the handler', async () => {
     const path = `/${transport}/a%20b/%C3%BC?q=a%26b&plus=1+2&empty=&utf=%E2%9C%93&dup=1&dup=2`;
     const answer = await fetchAnswer(port, path);
@@ -132,7 +135,7 @@ describe.each(['unix', 'tcp'] as const)('nginx scgi_pass to a prefork %s listene
   });
 });
 
-describe('the SCGI listeners behind nginx', () => {
+describe.skipIf(SKIP)('the SCGI listeners behind nginx', () => {
   it('logged no handler error and nginx logged no upstream error', () => {
     for (const pool of Object.values(pools)) {
       expect((pool as Pool & { logged: { lines: { level: string }[] } }).logged.lines.filter((line) => line.level === 'error')).toEqual([]);
