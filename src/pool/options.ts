@@ -213,6 +213,8 @@ export function parseListen(spec: ListenSpec, key = 'listen'): ListenTarget {
       return { kind: 'unix', path: resolve(path), mode: undefined };
     }
     if (text.startsWith('fd:')) {
+      // Checked as text first: Number('x') is NaN, which an error message would show as null.
+      if (!/^\d+$/.test(text.slice(3))) throw invalid(key, '"fd:N" with N a non-negative integer', spec);
       return { kind: 'fd', fd: integer(key, Number(text.slice(3)), 0, 0) };
     }
     const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);

@@ -248,11 +248,4 @@ describe('SpareChildrenPlugin', () => {
     expect(spawning.options.min).toBe(1);
     expect(spawning.adjust(10)).toBe(4);
   });
-
-  it('checks its options', () => {
-    expect(() => new SpareChildrenPlugin({ min: 5, max: 2 })).toThrow(/SpareChildrenPlugin: min \(5\) must not exceed max \(2\)/);
-    expect(() => new SpareChildrenPlugin({ backoffInitial: 0 })).toThrow(/SpareChildrenPlugin backoffInitial: expected a positive integer, got 0/);
-    expect(() => new SpareChildrenPlugin({ maxSpawnRate: 1.5 })).toThrow(/SpareChildrenPlugin maxSpawnRate/);
-    expect(() => new SpareChildrenPlugin({ slots: 2 } as never)).toThrow(/SpareChildrenPlugin slots: unknown option/);
-  });
 });

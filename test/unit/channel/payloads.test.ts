@@ -6,7 +6,9 @@ describe('parseLogLine', () => {
     for (const level of ['error', 'warn', 'info', 'debug']) {
       expect(parseLogLine({ level, message: 'm', fields: { a: 1 } })).toEqual({ level, message: 'm', fields: { a: 1 } });
     }
-    expect(parseLogLine({ level: 'info', message: 'm' })).toEqual({ level: 'info', message: 'm' });
+    expect(parseLogLine({ level: 'info', message: 'm' })).toStrictEqual({ level: 'info', message: 'm' });
+    const bare = Object.assign(Object.create(null) as Record<string, unknown>, { a: 1 });
+    expect(parseLogLine({ level: 'warn', message: 'm', fields: bare })).toStrictEqual({ level: 'warn', message: 'm', fields: bare });
   });
 
   it.each([
@@ -22,6 +24,11 @@ describe('parseLogLine', () => {
 
   it('refuses a payload that is not an object, a message that is not a string, and fields that are not a plain object', () => {
     expect(parseLogLine(null)).toBe('a log payload must be an object');
+    expect(parseLogLine(undefined)).toBe('a log payload must be an object');
+    expect(parseLogLine(5)).toBe('a log payload must be an object');
+    expect(parseLogLine('info')).toBe('a log payload must be an object');
+    expect(parseLogLine({ level: 'info', message: 'm', fields: new Date(0) })).toBe('log fields must be a plain object');
+    expect(parseLogLine({ level: 'info', message: 'm', fields: null })).toBe('log fields must be a plain object');
     expect(parseLogLine(['info', 'm'])).toBe('a log payload must be an object');
     expect(parseLogLine({ level: 'info', message: 42 })).toBe('a log message must be a string');
     expect(parseLogLine({ level: 'info', message: 'm', fields: [1] })).toBe('log fields must be a plain object');

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { findConfig, SEARCH_PLACES, typescriptLoader } from '../../../src/config/discover.js';
+import { displayPath, findConfig, SEARCH_PLACES, typescriptLoader } from '../../../src/config/discover.js';
 import { isPreforkError } from '../../../src/errors.js';
 import { tempDir } from '../../helpers.js';
 
@@ -120,5 +120,56 @@ describe('config discovery', () => {
   it('passes other errors of the TypeScript loader through', async () => {
     const other = new Error('boom');
     await expect(typescriptLoader(async () => Promise.reject(other))('/x/prefork.config.ts', '')).rejects.toBe(other);
+    // Another missing module is not a missing typescript; CommonJS's code is recognised too.
+    const otherModule = Object.assign(new Error("Cannot find module 'left-pad'"), { code: 'MODULE_NOT_FOUND' });
+    await expect(typescriptLoader(async () => Promise.reject(otherModule))('/x/prefork.config.ts', '')).rejects.toBe(otherModule);
+    const notFound = Object.assign(new Error("Cannot find module 'typescript'"), { code: 'EACCES' });
+    await expect(typescriptLoader(async () => Promise.reject(notFound))('/x/prefork.config.ts', '')).rejects.toBe(notFound);
+    const cjs = Object.assign(new Error("Cannot find module 'typescript'"), { code: 'MODULE_NOT_FOUND' });
+    const wrapped = await typescriptLoader(async () => Promise.reject(cjs))('/x/prefork.config.ts', '').catch((e: unknown) => e as Error & { code?: string; cause?: unknown });
+    expect(wrapped.code).toBe('PREFORK_ERR_CONFIG_LOAD');
+    expect(wrapped.cause).toBe(cjs);
+  });
+});
+
+describe('config discovery: explicit files and messages', () => {
+  it('an explicit file that does not exist: "no such config file", with the path', async () => {
+    const { root } = tree({});
+    const error = (await findConfig({ cwd: root, file: 'missing.json' }).catch((e: unknown) => e)) as Error & { code?: string };
+    expect(error.code).toBe('PREFORK_ERR_CONFIG_LOAD');
+    expect(error.message).toBe(`${join(root, 'missing.json')}: no such config file`);
+    expect((error.cause as { code?: string }).code).toBe('ENOENT');
+  });
+
+  it('an explicit package.json without a "prefork" key is refused; an empty config file is an empty config', async () => {
+    const { root } = tree({ 'empty.json': '', 'empty.yaml': '' });
+    const error = (await findConfig({ cwd: root, file: 'package.json' }).catch((e: unknown) => e)) as Error & { code?: string };
+    expect(error.code).toBe('PREFORK_ERR_CONFIG_LOAD');
+    expect(error.message).toBe(`${join(root, 'package.json')}: has no "prefork" key`);
+    expect(await findConfig({ cwd: root, file: 'empty.yaml' })).toEqual({ config: {}, filepath: join(root, 'empty.yaml') });
+    expect(await findConfig({ cwd: root, file: 'empty.json' })).toEqual({ config: {}, filepath: join(root, 'empty.json') });
+  });
+
+  it('a JSON syntax error keeps the reason only, without the code frame', async () => {
+    const { root } = tree({ 'bad.json': '{\n  "handler": "./a.js",,\n}\n' });
+    const error = (await findConfig({ cwd: root, file: 'bad.json' }).catch((e: unknown) => e)) as Error & { code?: string };
+    expect(error.code).toBe('PREFORK_ERR_CONFIG_LOAD');
+    expect(error.message.startsWith(`${join(root, 'bad.json')}: cannot load the configuration: JSON syntax error: `)).toBe(true);
+    expect(error.message).not.toMatch(/\n|\s\|\s|\^|while parsing/);
+  });
+
+  it('a JS config that throws: its message, on one line', async () => {
+    const { root } = tree({ 'prefork.config.mjs': 'throw new Error("first line\\n\\nsecond line");\n' });
+    const error = (await findConfig({ cwd: root }).catch((e: unknown) => e)) as Error & { code?: string };
+    expect(error.code).toBe('PREFORK_ERR_CONFIG_LOAD');
+    expect(error.message).toBe(`${join(root, 'prefork.config.mjs')}: cannot load the configuration: first line second line`);
+    expect((error.cause as Error).message).toBe('first line\n\nsecond line');
+  });
+
+  it('displayPath shows a path below the working directory relative to it, any other absolute', () => {
+    expect(displayPath(join(process.cwd(), 'a', 'b.json'))).toBe(join('a', 'b.json'));
+    expect(displayPath(process.cwd())).toBe(process.cwd());
+    expect(displayPath('/elsewhere/b.json')).toBe('/elsewhere/b.json');
+    expect(displayPath(join(process.cwd(), '..', 'sibling.json'))).toBe(join(process.cwd(), '..', 'sibling.json'));
   });
 });

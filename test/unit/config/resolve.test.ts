@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AbruptOverloadPlugin } from '../../../plugins/AbruptOverloadPlugin.js';
@@ -7,7 +7,7 @@ import { RecyclePlugin } from '../../../plugins/RecyclePlugin.js';
 import { findGroup, findUser, findUserById } from '../../../src/config/accounts.js';
 import { ParentLog } from '../../../src/config/log.js';
 import { loadConfig, resolveConfig } from '../../../src/config/resolve.js';
-import { closest } from '../../../src/config/suggest.js';
+import { closest, didYouMean } from '../../../src/config/suggest.js';
 import { defineConfig } from '../../../src/index.js';
 import { isPreforkError } from '../../../src/errors.js';
 import type { PoolPlugin } from '../../../src/pool/hooks.js';
@@ -238,6 +238,99 @@ describe('ParentLog', () => {
   });
 });
 
+describe('ParentLog: descriptors and formats', () => {
+  /** The files this process has open under `dir`. */
+  const openIn = (dir: string) => readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
+    } catch {
+      return false;
+    }
+  }).length;
+
+  it('holds exactly one descriptor: reopen, configure to another file or to stderr, and close each release the old one', () => {
+    const root = tempDir();
+    const log = new ParentLog({ level: 'info', file: join(root, 'a.log'), format: 'auto' });
+    expect(openIn(root)).toBe(1);
+    expect(log.settings).toEqual({ level: 'info', file: join(root, 'a.log'), format: 'auto' });
+    expect(log.reopen()).toBe(true);
+    expect(openIn(root)).toBe(1);
+    // The same file: the descriptor is kept, not reopened.
+    log.configure({ level: 'debug', file: join(root, 'a.log'), format: 'json' });
+    expect(openIn(root)).toBe(1);
+    log.configure({ level: 'debug', file: join(root, 'b.log'), format: 'json' });
+    expect(openIn(root)).toBe(1);
+    log.warn('to b');
+    log.error('to b as well');
+    log.configure({ level: 'info', file: undefined, format: 'json' });
+    expect(openIn(root)).toBe(0);
+    expect(log.reopen()).toBe(true);
+    log.close();
+    const again = new ParentLog({ level: 'info', file: join(root, 'c.log'), format: 'auto' });
+    again.close();
+    expect(openIn(root)).toBe(0);
+    // "auto" writes JSON to a file: a file is not a terminal.
+    expect(readFileSync(join(root, 'b.log'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { level: string; msg: string; pid: number })).toEqual([
+      expect.objectContaining({ level: 'warn', msg: 'to b', pid: process.pid }),
+      expect.objectContaining({ level: 'error', msg: 'to b as well', pid: process.pid }),
+    ]);
+  });
+
+  it('without a file writes to stderr; "auto" writes JSON lines to a file, which is no terminal', () => {
+    const written: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((chunk: string) => {
+      written.push(chunk);
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      const log = new ParentLog({ level: 'info', file: undefined, format: 'json' });
+      log.info('to stderr');
+      log.close();
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(written.map((line) => (JSON.parse(line) as { msg: string }).msg)).toEqual(['to stderr']);
+    const root = tempDir();
+    const log = new ParentLog({ level: 'info', file: join(root, 'auto.log'), format: 'auto' });
+    log.info('as json');
+    log.close();
+    expect((JSON.parse(readFileSync(join(root, 'auto.log'), 'utf8')) as { msg: string }).msg).toBe('as json');
+    let error: (Error & { code?: string; cause?: unknown }) | undefined;
+    try {
+      new ParentLog({ level: 'info', file: join(root, 'no', 'x.log'), format: 'json' });
+    } catch (caught) {
+      error = caught as Error;
+    }
+    expect(error?.code).toBe('PREFORK_ERR_CONFIG_INVALID');
+    expect((error?.cause as { code?: string }).code).toBe('ENOENT');
+  });
+
+  it('keeps writing to the old file when reopening fails, and says so in it', () => {
+    const root = tempDir();
+    const dir = join(root, 'logs');
+    mkdirSync(dir);
+    const log = new ParentLog({ level: 'info', file: join(dir, 'p.log'), format: 'json' });
+    renameSync(dir, join(root, 'moved'));
+    expect(log.reopen()).toBe(false);
+    log.info('still here');
+    log.close();
+    const lines = readFileSync(join(root, 'moved', 'p.log'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { msg: string; file?: string });
+    expect(lines.map((line) => line.msg)).toEqual(['could not reopen the log file; still writing to the old one', 'still here']);
+    expect(lines[0]!.file).toBe(join(dir, 'p.log'));
+  });
+
+  it('names the file and keeps the old settings when configure cannot open the new one', () => {
+    const root = tempDir();
+    const log = new ParentLog({ level: 'info', file: join(root, 'a.log'), format: 'json' });
+    expect(() => log.configure({ level: 'debug', file: join(root, 'no', 'such.log'), format: 'json' })).toThrow(`log.file: cannot open ${join(root, 'no', 'such.log')} for appending: ENOENT`);
+    expect(log.settings.file).toBe(join(root, 'a.log'));
+    log.info('kept');
+    log.close();
+    expect(JSON.parse(readFileSync(join(root, 'a.log'), 'utf8')).msg).toBe('kept');
+  });
+});
+
 describe('helpers', () => {
   it('defineConfig returns its argument, typed', () => {
     const config = { handler: './app.js', listen: '127.0.0.1:8080' };
@@ -248,5 +341,130 @@ describe('helpers', () => {
     expect(closest('chidren', ['children', 'handler'])).toBe('children');
     expect(closest('LISTEN', ['listen'])).toBe('listen');
     expect(closest('zzz', ['children', 'handler'])).toBeUndefined();
+    // Ties go to the first candidate; long words tolerate a third of their letters.
+    expect(closest('ab', ['ac', 'ad'])).toBe('ac');
+    expect(closest('abcdefxyz', ['abcdefghi'])).toBe('abcdefghi');
+    expect(closest('abcdwxyz', ['abcdefgh'])).toBeUndefined();
+    expect(didYouMean('htp', ['http'])).toBe('; did you mean "http"?');
+    expect(didYouMean('zzz', ['http'])).toBe('');
+    expect(didYouMean('htp', ['http'], (word) => `<${word}>`)).toBe('; did you mean <http>?');
+  });
+});
+
+describe('resolveConfig: every refusal, word for word, labelled with where it came from', () => {
+  const root = dir({ 'sub/keep': '', 'ov.mjs': 'export default { role: "overload", apply() {} };', 'rc.mjs': 'export default { role: "recycle", apply() {} };' });
+  const accounts = ACCOUNTS(root);
+  const file = join(root, 'prefork.config.json');
+  // Outside the working directory, so the label is the absolute path.
+  const at = `${file}: `;
+  const ok = { handler: './app.mjs', listen: '127.0.0.1:0' };
+  const searched = 'package.json, .preforkrc, .preforkrc.json, .preforkrc.yaml, .preforkrc.yml, .preforkrc.js, .preforkrc.cjs, .preforkrc.mjs, prefork.config.json, prefork.config.js, prefork.config.cjs, prefork.config.mjs, prefork.config.ts';
+  const cases: [string, unknown, string | undefined, Record<string, unknown>, string][] = [
+    ['contents that are not an object', 'x', file, {}, `${at}expected an object of settings, got "x"`],
+    ['contents that are an array', [], file, {}, `${at}expected an object of settings, got []`],
+    ['an unknown key, with a hint', { ...ok, chidren: {} }, file, {}, `${at}chidren: unknown key; did you mean "children"? (known: handler, listen, protocol, http, scgi, children, timeouts, overload, recycle, plugins, user, group, log, env, execArgv, backlog, ordersPerWakeup, acceptChain, acceptChainChildren, deferAccept, tickInterval)`],
+    ['a handler that is not a string', { ...ok, handler: 5 }, file, {}, `${at}handler: expected a module path, got 5`],
+    ['no handler', { listen: ':1' }, file, {}, `${at}handler: missing: the module that serves connections (or give --handler FILE)`],
+    ['no handler and no file', { listen: ':1' }, undefined, {}, `command line: handler: no config file was found (searched ${root} and above, up to the project root, for ${searched}) and no --handler FILE was given`],
+    ['a handler file that does not exist', { ...ok, handler: './nope.mjs' }, file, {}, `${at}handler: file not found: ${join(root, 'nope.mjs')} ("./nope.mjs" relative to ${root})`],
+    ['an absolute handler that does not exist', { ...ok, handler: '/nope.mjs' }, file, {}, `${at}handler: file not found: /nope.mjs`],
+    ['a handler that is a directory', { ...ok, handler: './sub' }, file, {}, `${at}handler: not a file: ${join(root, 'sub')} ("./sub" relative to ${root})`],
+    ['a --handler that does not exist', ok, file, { overrides: { handler: 'nope.mjs' } }, `command line: handler: file not found: ${join(root, 'nope.mjs')} (from --handler "nope.mjs")`],
+    ['no listen', { handler: './app.mjs' }, file, {}, `${at}listen: missing: where to listen, e.g. "127.0.0.1:8080" (or give --listen ADDR)`],
+    ['no listen and no file', {}, undefined, { overrides: { handler: 'app.mjs' } }, 'command line: listen: no address: give --listen ADDR (e.g. 127.0.0.1:8080)'],
+    ['an unknown protocol, with a hint', { ...ok, protocol: 'htp' }, file, {}, `${at}protocol: expected one of "raw", "http", "scgi", got "htp"; did you mean "http"?`],
+    ['a protocol that is not a string', { ...ok, protocol: 5 }, file, {}, `${at}protocol: expected one of "raw", "http", "scgi", got 5`],
+    ['an unknown --protocol', ok, file, { overrides: { protocol: 'scgii' } }, 'command line: protocol: expected one of "raw", "http", "scgi", got "scgii"; did you mean "scgi"?'],
+    ['log that is not an object', { ...ok, log: 'x' }, file, {}, `${at}log: expected an object ({ level, file, format }), got "x"`],
+    ['an unknown log key', { ...ok, log: { levl: 'info' } }, file, {}, `${at}log.levl: unknown key (known: level, file, format); did you mean "level"?`],
+    ['an unknown log level', { ...ok, log: { level: 'verbose' } }, file, {}, `${at}log.level: expected one of "error", "warn", "info", "debug", got "verbose"`],
+    ['an empty log file', { ...ok, log: { file: '' } }, file, {}, `${at}log.file: expected a file path, got ""`],
+    ['a log file that is not a string', { ...ok, log: { file: 5 } }, file, {}, `${at}log.file: expected a file path, got 5`],
+    ['an unknown log format', { ...ok, log: { format: 'xml' } }, file, {}, `${at}log.format: expected one of "json", "pretty", "auto", got "xml"`],
+    ['an unknown user', { ...ok, user: 'nobody2' }, file, {}, `${at}user: unknown user "nobody2" (not in ${accounts.passwd})`],
+    ['an empty user', { ...ok, user: '' }, file, {}, `${at}user: expected a user name or a numeric uid, got ""`],
+    ['a negative uid', { ...ok, user: -1 }, file, {}, `${at}user: expected a user name or a numeric uid, got -1`],
+    ['a fractional uid', { ...ok, user: 1.5 }, file, {}, `${at}user: expected a user name or a numeric uid, got 1.5`],
+    ['a uid with no passwd entry and no group', { ...ok, user: 4242 }, file, {}, `${at}group: required with user 4242, which has no entry in ${accounts.passwd} to take its primary group from`],
+    ['an unknown group', { ...ok, group: 'wheel2' }, file, {}, `${at}group: unknown group "wheel2" (not in ${accounts.group})`],
+    ['an empty group', { ...ok, group: '' }, file, {}, `${at}group: expected a group name or a numeric gid, got ""`],
+    ['a negative gid', { ...ok, group: -1 }, file, {}, `${at}group: expected a group name or a numeric gid, got -1`],
+    ['a fractional gid', { ...ok, group: 1.5 }, file, {}, `${at}group: expected a group name or a numeric gid, got 1.5`],
+    ['overload next to a plugin with that role', { ...ok, overload: 'abrupt', plugins: ['./ov.mjs'] }, file, {}, `${at}overload: conflicts with plugins[0], which also has the role "overload"; keep one of them`],
+    ['recycle next to a plugin with that role', { ...ok, recycle: { maxConnectionsPerChild: 1 }, plugins: ['./rc.mjs'] }, file, {}, `${at}recycle: conflicts with plugins[0], which also has the role "recycle"; keep one of them`],
+    ['a recycle option the plugin refuses', { ...ok, recycle: { maxConnectionsPerChild: -1 } }, file, {}, `${at}recycle.maxConnectionsPerChild: expected a non-negative integer, got -1`],
+    ['an overload option the plugin refuses', { ...ok, overload: { strategy: 'abrupt', retryAfter: -1 } }, file, {}, `${at}overload.retryAfter: expected a non-negative integer (seconds), got -1`],
+    ['a pool option out of range', { ...ok, children: { max: 0 } }, file, {}, `${at}children.max: expected a positive integer, got 0`],
+    ['a bad --listen', ok, file, { overrides: { listen: ['bogus'] } }, 'command line: listen[0]: expected "host:port", "[ipv6]:port", ":port", "unix:/path", "fd:N" or "systemd", got "bogus"'],
+    ['a file children.min above its max, with --children', { ...ok, children: { max: 2, min: 3 } }, file, { overrides: { children: 1 } }, `${at}children.min (3) must not exceed children.max (2)`],
+    ['a --children above the file\'s max, which it raises', { ...ok, children: { max: 2, minSpare: 9, maxSpare: 1 } }, file, { overrides: { children: 5 } }, `${at}children.minSpare (9) must not exceed children.maxSpare (1)`],
+    ['a mistake in package.json', { ...ok, backlog: 0 }, join(root, 'package.json'), {}, `${join(root, 'package.json')} ("prefork" key): backlog: expected an integer from 1 to 65535, got 0`],
+    ['a mistake without a file', { backlog: 0 }, undefined, { overrides: { handler: 'app.mjs', listen: [':0'] } }, 'command line: backlog: expected an integer from 1 to 65535, got 0'],
+  ];
+
+  it.each(cases)('refuses %s', async (_name, contents, filepath, context, expected) => {
+    const error = await failure(resolveConfig(contents, filepath, { cwd: root, accounts, ...context }));
+    expect(error.code).toBe('PREFORK_ERR_CONFIG_INVALID');
+    expect(error.message).toBe(expected);
+  });
+
+  it('fills in the log defaults and resolves the log file against the config file', async () => {
+    expect((await resolveConfig(ok, file, { cwd: '/', accounts })).log).toEqual({ level: 'info', file: undefined, format: 'auto' });
+    expect((await resolveConfig({ ...ok, log: { level: 'debug', file: 'logs/p.log', format: 'pretty' } }, file, { cwd: '/', accounts })).log).toEqual({ level: 'debug', file: join(root, 'logs', 'p.log'), format: 'pretty' });
+    expect((await resolveConfig({ ...ok, log: {} }, file, { cwd: '/', accounts })).log).toEqual({ level: 'info', file: undefined, format: 'auto' });
+  });
+
+  it('--children keeps a larger file max, raises a smaller one, and sets start alone when the file has none', async () => {
+    const children = async (fileChildren: unknown, count: number) => (await resolveConfig({ ...ok, ...(fileChildren === undefined ? {} : { children: fileChildren }) }, file, { cwd: root, accounts, overrides: { children: count } })).pool.children;
+    expect(await children({ max: 10, min: 1 }, 4)).toEqual({ max: 10, min: 1, start: 4 });
+    expect(await children({ max: 2 }, 4)).toEqual({ max: 4, start: 4 });
+    expect(await children(undefined, 3)).toEqual({ start: 3 });
+    expect(await children({ max: 4 }, 4)).toEqual({ max: 4, start: 4 });
+  });
+
+  it('passes every pool key of the file through, and anchors relative socket paths at the file', async () => {
+    const config = await resolveConfig(
+      {
+        ...ok,
+        listen: ['unix:rel.sock', 'unix:/abs.sock', { path: 'obj.sock' }, { path: '/abs2.sock' }, ' unix:sp.sock'],
+        protocol: 'http',
+        http: { keepAliveTimeout: 1000 },
+        timeouts: { accept: 100 },
+        env: { A: 'b' },
+        execArgv: ['--no-warnings'],
+        backlog: 7,
+        ordersPerWakeup: 2,
+        acceptChain: 3,
+        acceptChainChildren: 4,
+        deferAccept: 5,
+        tickInterval: 50,
+        user: 'web',
+      },
+      file,
+      { cwd: '/elsewhere', accounts },
+    );
+    expect(config.pool).toMatchObject({
+      listen: [`unix:${join(root, 'rel.sock')}`, 'unix:/abs.sock', { path: join(root, 'obj.sock') }, { path: '/abs2.sock' }, `unix:${join(root, 'sp.sock')}`],
+      protocol: 'http',
+      http: { keepAliveTimeout: 1000 },
+      timeouts: { accept: 100 },
+      env: { A: 'b' },
+      execArgv: ['--no-warnings'],
+      backlog: 7,
+      ordersPerWakeup: 2,
+      acceptChain: 3,
+      acceptChainChildren: 4,
+      deferAccept: 5,
+      tickInterval: 50,
+      logLevel: 'info',
+      cwd: '/elsewhere',
+      uid: 1500,
+      gid: 1600,
+    });
+    const scgi = await resolveConfig({ ...ok, protocol: 'scgi', scgi: { maxHeaderSize: 100 } }, file, { cwd: root, accounts });
+    expect(scgi.pool).toMatchObject({ protocol: 'scgi', scgi: { maxHeaderSize: 100 } });
+    expect(Object.keys(scgi.pool).sort()).toEqual(['cwd', 'handler', 'listen', 'logLevel', 'plugins', 'protocol', 'scgi']);
+    expect(scgi.user).toBeUndefined();
+    expect(scgi.group).toBeUndefined();
   });
 });

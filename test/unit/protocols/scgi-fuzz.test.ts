@@ -270,3 +270,32 @@ describe('scgi parser limits', () => {
     expect(() => new ScgiParser(256).push(blockOf(257))).toThrow(expect.objectContaining({ status: 431 }) as Error);
   });
 });
+
+describe('scgi parser messages', () => {
+  const refusal = (input: Buffer | (() => unknown)) => {
+    try {
+      if (typeof input === 'function') input();
+      else new ScgiParser(1024).push(input);
+    } catch (error) {
+      return { name: (error as Error).name, status: (error as ScgiProtocolError).status, message: (error as Error).message };
+    }
+    return undefined;
+  };
+
+  it('names the error class and quotes input cut at 40 characters', () => {
+    expect(refusal(() => parseScgiHeaders(Buffer.alloc(0)))).toEqual({ name: 'ScgiProtocolError', status: 400, message: 'the header block is empty' });
+    const forty = 'A'.repeat(40);
+    expect(refusal(() => parseScgiHeaders(Buffer.from(`${forty}\u0000v\u0000`, 'latin1')))?.message).toBe(`the first header must be CONTENT_LENGTH, got "${forty}"`);
+    expect(refusal(() => parseScgiHeaders(Buffer.from(`${forty}B\u0000v\u0000`, 'latin1')))?.message).toBe(`the first header must be CONTENT_LENGTH, got "${forty}..."`);
+    expect(refusal(() => parseScgiHeaders(Buffer.from('CONTENT_LENGTH\u000012x\u0000SCGI\u00001\u0000', 'latin1')))?.message).toBe('CONTENT_LENGTH must be a decimal number of bytes, got "12x"');
+    expect(refusal(Buffer.from(':x'))?.message).toBe('the request does not start with a netstring length: got ":" without a length');
+    expect(refusal(Buffer.from('a:'))?.message).toBe('the request does not start with a netstring length: got byte 0x61');
+  });
+
+  it('refuses to be fed after the head was complete', () => {
+    const parser = new ScgiParser(1024);
+    const head = Buffer.from('CONTENT_LENGTH\u00000\u0000SCGI\u00001\u0000', 'latin1');
+    expect(parser.push(Buffer.concat([Buffer.from(`${head.length}:`), head, Buffer.from(',rest')]))?.rest.toString()).toBe('rest');
+    expect(() => parser.push(Buffer.from('more'))).toThrow('ScgiParser.push() called after the head was complete');
+  });
+});
