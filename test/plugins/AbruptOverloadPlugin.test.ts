@@ -4,7 +4,7 @@ import net from 'node:net';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AbruptOverloadPlugin, http503 } from '../../plugins/AbruptOverloadPlugin.js';
-import { command, fixture, readLine, startPool, stopPools, target, waitFor } from '../helpers.js';
+import { command, fixture, readLine, served, startPool, stopPools, target, waitFor } from '../helpers.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -66,6 +66,9 @@ describe('AbruptOverloadPlugin', () => {
       h.socket.write('release\n');
       await once(h.socket, 'close');
     }
+    // The clients see the close before the parent reads the children's DONE; until then the pool
+    // is still overloaded and would rightly turn the next connection away.
+    await served(pool, 2);
     const next = net.connect(target(pool));
     next.write('who\n');
     expect(await readLine(next)).toMatch(/^[12] \d+$/);

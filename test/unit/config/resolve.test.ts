@@ -320,6 +320,16 @@ describe('ParentLog: descriptors and formats', () => {
     expect(lines[0]!.file).toBe(join(dir, 'p.log'));
   });
 
+  it('moves from stderr to a file and back, and keeps writing after configure names the same file', () => {
+    const root = tempDir();
+    const log = new ParentLog({ level: 'info', file: undefined, format: 'json' });
+    log.configure({ level: 'info', file: join(root, 'a.log'), format: 'json' });
+    log.configure({ level: 'info', file: join(root, 'a.log'), format: 'json' });
+    log.info('after the same file again');
+    log.close();
+    expect(JSON.parse(readFileSync(join(root, 'a.log'), 'utf8')).msg).toBe('after the same file again');
+  });
+
   it('names the file and keeps the old settings when configure cannot open the new one', () => {
     const root = tempDir();
     const log = new ParentLog({ level: 'info', file: join(root, 'a.log'), format: 'json' });
@@ -400,12 +410,37 @@ describe('resolveConfig: every refusal, word for word, labelled with where it ca
     ['a --children above the file\'s max, which it raises', { ...ok, children: { max: 2, minSpare: 9, maxSpare: 1 } }, file, { overrides: { children: 5 } }, `${at}children.minSpare (9) must not exceed children.maxSpare (1)`],
     ['a mistake in package.json', { ...ok, backlog: 0 }, join(root, 'package.json'), {}, `${join(root, 'package.json')} ("prefork" key): backlog: expected an integer from 1 to 65535, got 0`],
     ['a mistake without a file', { backlog: 0 }, undefined, { overrides: { handler: 'app.mjs', listen: [':0'] } }, 'command line: backlog: expected an integer from 1 to 65535, got 0'],
+    ['contents that are a number', 5, file, {}, `${at}expected an object of settings, got 5`],
+    ['unix: without a path in the file', { ...ok, listen: 'unix:' }, file, {}, `${at}listen: expected a socket path after "unix:", got "unix:"`],
+    ['an empty socket path in the file', { ...ok, listen: { path: '' } }, file, {}, `${at}listen.path: expected a socket path, got ""`],
+    ['a socket path that is not a string in the file', { ...ok, listen: { path: 5 } }, file, {}, `${at}listen.path: expected a socket path, got 5`],
+    ['an empty handler in the file', { ...ok, handler: '' }, file, {}, `${at}handler: expected a module path, got ""`],
+    ['a bad --children, labelled as the command line', ok, file, { overrides: { children: -1 } }, 'command line: children.start: expected a non-negative integer, got -1'],
+    ['an unknown user, looked up in /etc/passwd by default', { ...ok, user: 'nobody2' }, file, { accounts: undefined }, `${at}user: unknown user "nobody2" (not in /etc/passwd)`],
+    ['an unknown group, looked up in /etc/group by default', { ...ok, group: 'nogroup2' }, file, { accounts: undefined }, `${at}group: unknown group "nogroup2" (not in /etc/group)`],
+    ['a uid without an /etc/passwd entry and no group', { ...ok, user: 4242 }, file, { accounts: undefined }, `${at}group: required with user 4242, which has no entry in /etc/passwd to take its primary group from`],
   ];
 
   it.each(cases)('refuses %s', async (_name, contents, filepath, context, expected) => {
     const error = await failure(resolveConfig(contents, filepath, { cwd: root, accounts, ...context }));
     expect(error.code).toBe('PREFORK_ERR_CONFIG_INVALID');
     expect(error.message).toBe(expected);
+  });
+
+  it('accepts uid and gid 0, an empty --listen (the file\'s list stays), and an overload next to a plugin of another role', async () => {
+    const zero = await resolveConfig({ ...ok, user: 0, group: 0 }, file, { cwd: root, accounts });
+    expect({ user: zero.user, group: zero.group }).toEqual({ user: { name: 'root', uid: 0 }, group: { name: undefined, gid: 0 } });
+    const listen = await resolveConfig({ ...ok, listen: ['127.0.0.1:1'] }, file, { cwd: root, accounts, overrides: { listen: [] } });
+    expect(listen.pool.listen).toEqual(['127.0.0.1:1']);
+    const other = await resolveConfig({ ...ok, overload: 'abrupt', plugins: ['./rc.mjs'] }, file, { cwd: root, accounts });
+    expect(other.pool.plugins!.map((plugin) => plugin.constructor.name)).toEqual(['Object', 'AbruptOverloadPlugin']);
+  });
+
+  it('loadConfig with no config file found resolves from the flags alone', async () => {
+    const bare = dir();
+    const config = await loadConfig({ cwd: bare, overrides: { handler: 'app.mjs', listen: ['127.0.0.1:0'] } });
+    expect(config.file).toBeUndefined();
+    expect(config.pool.handler).toBe(join(bare, 'app.mjs'));
   });
 
   it('fills in the log defaults and resolves the log file against the config file', async () => {

@@ -290,6 +290,7 @@ describe('scgi parser messages', () => {
     expect(refusal(() => parseScgiHeaders(Buffer.from('CONTENT_LENGTH\u000012x\u0000SCGI\u00001\u0000', 'latin1')))?.message).toBe('CONTENT_LENGTH must be a decimal number of bytes, got "12x"');
     expect(refusal(Buffer.from(':x'))?.message).toBe('the request does not start with a netstring length: got ":" without a length');
     expect(refusal(Buffer.from('a:'))?.message).toBe('the request does not start with a netstring length: got byte 0x61');
+    expect(refusal(Buffer.from([0x05]))?.message).toBe('the request does not start with a netstring length: got byte 0x05');
   });
 
   it('refuses to be fed after the head was complete', () => {
