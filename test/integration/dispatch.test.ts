@@ -4,10 +4,32 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as native from '../../src/native/index.js';
 import type { ChildInfo } from '../../src/pool/Child.js';
+import type { Pool } from '../../src/pool/Pool.js';
+import type { PoolStats } from '../../src/pool/stats.js';
 import { AbruptOverloadPlugin } from '../../plugins/AbruptOverloadPlugin.js';
 import { accepted, ask, blockEventLoop, command, connect, nextHook, readLine, served, startPool, stopPools, target, tempDir } from '../helpers.js';
 
 afterEach(stopPools);
+
+/**
+ * Round `round` of the rule 1 tests on a one-child pool: child 1 holds a connection, which is then
+ * released while the next client connects, so that the child's DONE and the new connection reach
+ * the parent in the same loop turn. Returns the new client (its `who` sent) and the stats before.
+ */
+async function doneWithNextConnection(pool: Pool, round: number): Promise<{ next: net.Socket; before: PoolStats }> {
+  const held = await command(pool, 'hold');
+  expect(held.answer).toMatch(/^held 1 /);
+  await accepted(pool, 2 * round + 1);
+  const before = pool.stats();
+  held.socket.write('release\n');
+  const next = net.connect(target(pool));
+  // Let the connect syscall go out (net.connect defers it by one tick), then keep the parent's
+  // loop away long enough for the child's DONE and the SYN to both be waiting.
+  await new Promise((resolve) => process.nextTick(resolve));
+  blockEventLoop(150);
+  next.write('who\n');
+  return { next, before };
+}
 
 describe('dispatch follows the rules of the model', () => {
   it('handles status reports that arrive with a connection before dispatching it (rule 1)', async () => {
@@ -16,17 +38,8 @@ describe('dispatch follows the rules of the model', () => {
     // No chain grants, so the parent itself must dispatch every connection.
     const pool = await startPool({ children: { start: 1, max: 1, min: 1, minSpare: 0, maxSpare: 1 }, acceptChain: 0 });
     for (let round = 0; round < 5; round++) {
-      const held = await command(pool, 'hold');
-      expect(held.answer).toMatch(/^held 1 /);
-      await accepted(pool, 2 * round + 1);
-      const overloadsBefore = pool.stats().overload.events;
-      held.socket.write('release\n');
-      const next = net.connect(target(pool));
-      // Let the connect syscall go out (net.connect defers it by one tick), then keep the
-      // parent's loop away long enough for the child's DONE and the SYN to both be waiting.
-      await new Promise((resolve) => process.nextTick(resolve));
-      blockEventLoop(150);
-      next.write('who\n');
+      const { next, before } = await doneWithNextConnection(pool, round);
+      const overloadsBefore = before.overload.events;
       expect(await readLine(next)).toMatch(/^1 /);
       expect(pool.stats().overload.events).toBe(overloadsBefore);
       next.destroy();
@@ -40,15 +53,7 @@ describe('dispatch follows the rules of the model', () => {
     // and the parent, having read the DONE first, never sees the pool overloaded.
     const pool = await startPool({ children: { start: 1, max: 1, min: 1, minSpare: 0, maxSpare: 1 } });
     for (let round = 0; round < 5; round++) {
-      const held = await command(pool, 'hold');
-      expect(held.answer).toMatch(/^held 1 /);
-      await accepted(pool, 2 * round + 1);
-      const before = pool.stats();
-      held.socket.write('release\n');
-      const next = net.connect(target(pool));
-      await new Promise((resolve) => process.nextTick(resolve));
-      blockEventLoop(150);
-      next.write('who\n');
+      const { next, before } = await doneWithNextConnection(pool, round);
       expect(await readLine(next)).toMatch(/^1 /);
       next.destroy();
       await served(pool, before.connections.served + 2);

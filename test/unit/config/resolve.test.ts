@@ -458,28 +458,7 @@ describe('resolveConfig: every refusal, word for word, labelled with where it ca
   });
 
   it('passes every pool key of the file through, and anchors relative socket paths at the file', async () => {
-    const config = await resolveConfig(
-      {
-        ...ok,
-        listen: ['unix:rel.sock', 'unix:/abs.sock', { path: 'obj.sock' }, { path: '/abs2.sock' }, ' unix:sp.sock'],
-        protocol: 'http',
-        http: { keepAliveTimeout: 1000 },
-        timeouts: { accept: 100 },
-        env: { A: 'b' },
-        execArgv: ['--no-warnings'],
-        backlog: 7,
-        ordersPerWakeup: 2,
-        acceptChain: 3,
-        acceptChainChildren: 4,
-        deferAccept: 5,
-        tickInterval: 50,
-        user: 'web',
-      },
-      file,
-      { cwd: '/elsewhere', accounts },
-    );
-    expect(config.pool).toMatchObject({
-      listen: [`unix:${join(root, 'rel.sock')}`, 'unix:/abs.sock', { path: join(root, 'obj.sock') }, { path: '/abs2.sock' }, `unix:${join(root, 'sp.sock')}`],
+    const passed = {
       protocol: 'http',
       http: { keepAliveTimeout: 1000 },
       timeouts: { accept: 100 },
@@ -491,6 +470,20 @@ describe('resolveConfig: every refusal, word for word, labelled with where it ca
       acceptChainChildren: 4,
       deferAccept: 5,
       tickInterval: 50,
+    };
+    const config = await resolveConfig(
+      {
+        ...ok,
+        listen: ['unix:rel.sock', 'unix:/abs.sock', { path: 'obj.sock' }, { path: '/abs2.sock' }, ' unix:sp.sock'],
+        ...passed,
+        user: 'web',
+      },
+      file,
+      { cwd: '/elsewhere', accounts },
+    );
+    expect(config.pool).toMatchObject({
+      listen: [`unix:${join(root, 'rel.sock')}`, 'unix:/abs.sock', { path: join(root, 'obj.sock') }, { path: '/abs2.sock' }, `unix:${join(root, 'sp.sock')}`],
+      ...passed,
       logLevel: 'info',
       cwd: '/elsewhere',
       uid: 1500,
