@@ -211,6 +211,16 @@ describe.concurrent('the command line', () => {
     expect(result.code).toBe(64);
   });
 
+  it('keeps --portable to build-addon, and build-addon to --portable alone (status 64)', async () => {
+    const stray = await runCli(['start', '--portable'], project());
+    expect(stray.stderr).toMatch(/^prefork: --portable goes with build-addon\n/);
+    expect(stray.code).toBe(64);
+    const extra = await runCli(['build-addon', '--listen', ':1'], project());
+    expect(extra.stderr).toMatch(/^prefork: --listen does not go with build-addon\n/);
+    expect(extra.code).toBe(64);
+    expect((await runCli(['--help'], project())).stdout).toContain('prefork build-addon [--portable]');
+  });
+
   it('prints the usage with --help and the version with --version', async () => {
     const help = await runCli(['--help'], project());
     expect(help.code).toBe(0);
