@@ -13,8 +13,6 @@ import { nativeDirectory, TOOLCHAIN } from './load.js';
 export interface BuildAddonOptions {
   /** Compile the POSIX fallbacks that macOS and the BSDs use, also on Linux (for testing them). @default false */
   portable?: boolean;
-  /** Where node-gyp's output goes. @default "inherit" */
-  stdio?: 'inherit' | 'ignore';
 }
 
 /**
@@ -48,7 +46,7 @@ export function buildAddon(options: BuildAddonOptions = {}): string {
   const nodeDirectory = process.env.npm_config_nodedir ? undefined : localNodeDirectory();
   if (nodeDirectory) args.push(`--nodedir=${nodeDirectory}`);
   if (options.portable) args.push('--portable=1');
-  const result = spawnSync(process.execPath, args, { stdio: options.stdio ?? 'inherit' });
+  const result = spawnSync(process.execPath, args, { stdio: 'inherit' });
   if (result.error || result.status !== 0) {
     const why = result.error ? result.error.message : `node-gyp exited with ${result.status ?? result.signal}`;
     throw new PreforkError(

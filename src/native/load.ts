@@ -45,14 +45,14 @@ export function nativeDirectory(start = dirname(fileURLToPath(import.meta.url)))
 }
 
 /** `glibc` or `musl` on Linux (what a prebuild must be built against); undefined elsewhere. */
-export function libcFamily(): 'glibc' | 'musl' | undefined {
+function libcFamily(): 'glibc' | 'musl' | undefined {
   if (process.platform !== 'linux') return undefined;
   const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
   return header?.glibcVersionRuntime ? 'glibc' : 'musl';
 }
 
 /** The prebuilds a package holds, as `linux-x64/node.napi.glibc.node` lines. */
-export function listPrebuilds(directory: string): string[] {
+function listPrebuilds(directory: string): string[] {
   const root = join(directory, 'prebuilds');
   if (!existsSync(root)) return [];
   return readdirSync(root)
