@@ -6,7 +6,7 @@
  * The scores and the surviving mutants, with why each is equivalent, are in test/README.md.
  *
  * Ranges are found when this file loads, so that they follow the code: a plugin's constructor,
- * the SCGI parser (from ScgiProtocolError to the end of ScgiParser) and readScgiOptions.
+ * the SCGI parser (`scgiParser.ts`, from ScgiProtocolError to the end of ScgiParser) and readScgiOptions.
  */
 import { readFileSync } from 'node:fs';
 
@@ -32,10 +32,12 @@ export default {
     'src/channel/payloads.ts',
     'src/config/*.ts',
     'src/pool/options.ts',
-    range('src/protocols/scgi.ts', /^export class ScgiProtocolError /, '}'),
-    range('src/protocols/scgi.ts', /^function quote\(/, '}'),
-    range('src/protocols/scgi.ts', /^export function parseScgiHeaders\(/, '}'),
-    range('src/protocols/scgi.ts', /^export class ScgiParser /, '}'),
+    'src/pool/optionChecks.ts',
+    'src/pool/policyOptions.ts',
+    range('src/protocols/scgiParser.ts', /^export class ScgiProtocolError /, '}'),
+    range('src/protocols/scgiParser.ts', /^export function quote\(/, '}'),
+    range('src/protocols/scgiParser.ts', /^export function parseScgiHeaders\(/, '}'),
+    range('src/protocols/scgiParser.ts', /^export class ScgiParser /, '}'),
     range('src/protocols/scgi.ts', /^export function readScgiOptions\(/, '}'),
     ...PLUGINS.map((name) => range(`plugins/${name}.ts`, /^ {2}constructor\(/, '  }')),
   ],

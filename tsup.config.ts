@@ -4,7 +4,7 @@ import { defineConfig } from 'tsup';
 // the pool spawns. The pool finds `child.js` next to its own file, so every entry lands in dist/.
 export default defineConfig([
   {
-    entry: { index: 'src/index.ts' },
+    entry: { index: 'index.ts' },
     format: ['esm', 'cjs'],
     dts: true,
     shims: true,

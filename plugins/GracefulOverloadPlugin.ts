@@ -1,8 +1,8 @@
 import { PreforkError } from '../src/errors.js';
-import type { OverloadDecision, PoolPlugin } from '../src/pool/hooks.js';
+import type { OverloadDecision, OverloadReporter } from '../src/pool/hooks.js';
+import { describe } from '../src/pool/optionChecks.js';
 import type { Pool } from '../src/pool/Pool.js';
-import { describe } from '../src/pool/options.js';
-import { OverloadEpisodes } from './overloadEpisodes.js';
+import { OverloadEpisodes, overloadStartFields } from './overloadEpisodes.js';
 
 const PLUGIN_NAME = 'GracefulOverloadPlugin';
 const GRACEFUL: OverloadDecision = Object.freeze({ strategy: 'graceful' });
@@ -15,10 +15,10 @@ const GRACEFUL: OverloadDecision = Object.freeze({ strategy: 'graceful' });
  * Logs one line when an overload starts (children, accept-queue length) and one when it is over
  * (duration, overloads merged, connections served meanwhile); see {@link OverloadEpisodes}.
  */
-export class GracefulOverloadPlugin implements PoolPlugin {
+export class GracefulOverloadPlugin implements OverloadReporter {
   readonly role = 'overload';
   /** This plugin logs overload start and end itself, so `LoggerPlugin` does not. */
-  readonly reportsOverload = true;
+  readonly reportsOverload = true as const;
 
   /** Takes no options; an argument other than `undefined` or `{}` is a mistake and is refused. */
   constructor(options: Record<string, never> = {}) {
@@ -32,19 +32,7 @@ export class GracefulOverloadPlugin implements PoolPlugin {
       pool.logger.info('overload ended', { event: 'overload.end', strategy: 'graceful', ...episode });
     });
     pool.hooks.onOverload.tap(PLUGIN_NAME, (info) => {
-      if (episodes.started(info)) {
-        const { children } = info.stats;
-        pool.logger.warn('overload: no idle child; connections wait in the backlog', {
-          event: 'overload.start',
-          strategy: 'graceful',
-          listener: info.listener,
-          reason: info.reason,
-          children: children.total,
-          busy: children.busy + children.accepting,
-          starting: children.starting,
-          queued: info.stats.acceptQueue?.length ?? null,
-        });
-      }
+      if (episodes.started(info)) pool.logger.warn('overload: no idle child; connections wait in the backlog', overloadStartFields(info, 'graceful'));
       return GRACEFUL;
     });
   }

@@ -1,16 +1,14 @@
 import { PreforkError } from '../src/errors.js';
-import { createLogger } from '../src/logger.js';
+import { createLogger, LOG_LEVEL_RANK as RANK, LOG_LEVELS as LEVELS } from '../src/logger.js';
 import type { Logger, LogLevel } from '../src/child/types.js';
-import type { ListenerInfo } from '../src/native/index.js';
-import type { PoolPlugin } from '../src/pool/hooks.js';
+import type { OverloadReporter, PoolPlugin } from '../src/pool/hooks.js';
+import { addressText } from '../src/pool/listeners.js';
+import { invalid, pluginOptions } from '../src/pool/optionChecks.js';
 import type { Pool } from '../src/pool/Pool.js';
-import { describe } from '../src/pool/options.js';
 import { OverloadEpisodes } from './overloadEpisodes.js';
 
 const PLUGIN_NAME = 'LoggerPlugin';
-const OPTION_KEYS = new Set(['logger', 'level', 'format', 'stream']);
-const LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
-const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+const OPTION_KEYS: ReadonlySet<string> = new Set(['logger', 'level', 'format', 'stream']);
 /**
  * Stage of the taps on Bail hooks (`onShutdownRequest`, `onOverload`, `onChildNeeded`): below the
  * default 0, so the line is written even when another plugin answers (and so ends the call).
@@ -33,11 +31,6 @@ export interface LoggerPluginOptions {
   format?: 'json' | 'pretty' | 'auto';
   /** With no `logger`: where a new logger writes. @default process.stderr */
   stream?: { write(line: string): unknown; isTTY?: boolean };
-}
-
-/** A plugin that declares it logs overload start and end itself, so LoggerPlugin does not repeat them. */
-interface OverloadReporter {
-  readonly reportsOverload?: boolean;
 }
 
 /**
@@ -66,15 +59,8 @@ export class LoggerPlugin implements PoolPlugin {
   #level!: LogLevel;
 
   constructor(options: LoggerPluginOptions = {}) {
-    if (!options || typeof options !== 'object' || Array.isArray(options)) {
-      throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME}: expected an options object, got ${describe(options)}`);
-    }
-    for (const key of Object.keys(options)) {
-      if (!OPTION_KEYS.has(key)) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME} ${key}: unknown option (known: ${[...OPTION_KEYS].join(', ')})`);
-    }
-    if (options.level !== undefined && !LEVELS.includes(options.level)) {
-      throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME} level: expected one of ${LEVELS.join(', ')}, got ${describe(options.level)}`);
-    }
+    pluginOptions(PLUGIN_NAME, options, OPTION_KEYS);
+    if (options.level !== undefined && !LEVELS.includes(options.level)) throw invalid(`${PLUGIN_NAME} level`, `one of ${LEVELS.join(', ')}`, options.level);
     if (options.logger !== undefined) {
       const missing = LEVELS.filter((level) => typeof (options.logger as unknown as Record<string, unknown>)?.[level] !== 'function');
       if (missing.length > 0) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME} logger: expected an object with ${LEVELS.join('/')} methods, missing ${missing.join(', ')}`);
@@ -82,12 +68,8 @@ export class LoggerPlugin implements PoolPlugin {
         throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME}: format and stream configure a new logger; they cannot be combined with logger`);
       }
     }
-    if (options.format !== undefined && !['json', 'pretty', 'auto'].includes(options.format)) {
-      throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME} format: expected "json", "pretty" or "auto", got ${describe(options.format)}`);
-    }
-    if (options.stream !== undefined && typeof options.stream?.write !== 'function') {
-      throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME} stream: expected a writable stream (an object with write()), got ${describe(options.stream)}`);
-    }
+    if (options.format !== undefined && !['json', 'pretty', 'auto'].includes(options.format)) throw invalid(`${PLUGIN_NAME} format`, '"json", "pretty" or "auto"', options.format);
+    if (options.stream !== undefined && typeof options.stream?.write !== 'function') throw invalid(`${PLUGIN_NAME} stream`, 'a writable stream (an object with write())', options.stream);
     this.#options = options;
   }
 
@@ -181,7 +163,7 @@ export class LoggerPlugin implements PoolPlugin {
 
   /** Overload lines, unless the overload plugin in force reports them itself (the built-in ones do). */
   #tapOverload(pool: Pool): void {
-    const policy = pool.plugin<PoolPlugin & OverloadReporter>('overload');
+    const policy = pool.plugin<PoolPlugin & Partial<OverloadReporter>>('overload');
     if (policy?.reportsOverload === true) return;
     const episodes = new OverloadEpisodes(pool, PLUGIN_NAME, (episode) => {
       this.#log('info', 'overload ended', { event: 'overload.end', ...episode });
@@ -204,7 +186,3 @@ export class LoggerPlugin implements PoolPlugin {
   }
 }
 
-function addressText(address: ListenerInfo): string {
-  if (address.family === 'unix') return `unix:${address.path ?? address.address}`;
-  return address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
-}

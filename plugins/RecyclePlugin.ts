@@ -1,63 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { PreforkError } from '../src/errors.js';
 import type { ChildInfo } from '../src/pool/Child.js';
-import type { PoolPlugin } from '../src/pool/hooks.js';
+import type { PoolPlugin, SpawningPolicy } from '../src/pool/hooks.js';
+import { pluginOptions, pluginScope } from '../src/pool/optionChecks.js';
 import type { Pool } from '../src/pool/Pool.js';
-import { describe, integer } from '../src/pool/options.js';
+import { RECYCLE_KEYS, resolveRecycleOptions, type RecycleOptions, type ResolvedRecycleOptions } from '../src/pool/policyOptions.js';
+
+export { parseMemorySize, type RecycleOptions, type ResolvedRecycleOptions } from '../src/pool/policyOptions.js';
 
 const PLUGIN_NAME = 'RecyclePlugin';
-const OPTION_KEYS = new Set(['maxConnectionsPerChild', 'jitter', 'maxChildAge', 'maxChildMemory', 'idleChildTimeout']);
-
-/** Options of {@link RecyclePlugin} (the `recycle` section of the config). Every limit is off by default. */
-export interface RecycleOptions {
-  /** Connections a child serves before it is replaced (Apache's `MaxConnectionsPerChild`). 0 = unlimited. @default 0 */
-  maxConnectionsPerChild?: number;
-  /**
-   * Up to this many extra connections, drawn at random for each child, on top of
-   * `maxConnectionsPerChild`, so that children started together do not all recycle together.
-   * @default 0
-   */
-  jitter?: number;
-  /** Milliseconds from a child's fork after which it is replaced. 0 = never. @default 0 */
-  maxChildAge?: number;
-  /**
-   * Resident memory (RSS) above which a child is replaced, checked on every tick: bytes, or a
-   * string with a binary unit (`"512MB"`, `"1.5G"`, `"800KiB"`; K/M/G mean 1024-based). 0 = unlimited.
-   * @default 0
-   */
-  maxChildMemory?: number | string;
-  /**
-   * Milliseconds a child may stay idle before it exits, counted only once it has served at least
-   * one connection, and never taking the pool below the spawning policy's `min`. 0 = never.
-   * @default 0
-   */
-  idleChildTimeout?: number;
-}
-
-/** {@link RecycleOptions} after defaults, with `maxChildMemory` in bytes. */
-export interface ResolvedRecycleOptions {
-  maxConnectionsPerChild: number;
-  jitter: number;
-  maxChildAge: number;
-  maxChildMemory: number;
-  idleChildTimeout: number;
-}
-
-const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
-
-/**
- * Parses a memory size: a non-negative integer of bytes, or a string such as `"512MB"`.
- * Throws PREFORK_ERR_OPTION_INVALID naming `key`.
- */
-export function parseMemorySize(key: string, value: unknown): number {
-  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value;
-  if (typeof value === 'string') {
-    const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
-    const unit = match ? UNITS[match[2]!.toLowerCase()] : undefined;
-    if (match && unit !== undefined) return Math.round(Number(match[1]) * unit);
-  }
-  throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${key}: expected a size in bytes or a string such as "512MB", got ${describe(value)}`);
-}
 
 /**
  * The resident set size of a process in bytes, from `/proc/<pid>/status` (Linux), or undefined
@@ -93,23 +43,7 @@ export class RecyclePlugin implements PoolPlugin {
 
   /** `random` is for tests: a source of numbers in [0, 1) for the jitter. @default Math.random */
   constructor(options: RecycleOptions = {}, random: () => number = Math.random) {
-    if (!options || typeof options !== 'object' || Array.isArray(options)) {
-      throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME}: expected an options object, got ${describe(options)}`);
-    }
-    for (const key of Object.keys(options)) {
-      if (!OPTION_KEYS.has(key)) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME} ${key}: unknown option (known: ${[...OPTION_KEYS].join(', ')})`);
-    }
-    const key = (name: string) => `${PLUGIN_NAME} ${name}`;
-    this.#options = {
-      maxConnectionsPerChild: integer(key('maxConnectionsPerChild'), options.maxConnectionsPerChild, 0, 0),
-      jitter: integer(key('jitter'), options.jitter, 0, 0),
-      maxChildAge: integer(key('maxChildAge'), options.maxChildAge, 0, 0),
-      maxChildMemory: options.maxChildMemory === undefined ? 0 : parseMemorySize(key('maxChildMemory'), options.maxChildMemory),
-      idleChildTimeout: integer(key('idleChildTimeout'), options.idleChildTimeout, 0, 0),
-    };
-    if (this.#options.jitter > 0 && this.#options.maxConnectionsPerChild === 0) {
-      throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME} jitter: only applies with maxConnectionsPerChild > 0 (jitter is ${this.#options.jitter}, maxConnectionsPerChild is 0)`);
-    }
+    this.#options = resolveRecycleOptions(pluginOptions(PLUGIN_NAME, options, RECYCLE_KEYS), pluginScope(PLUGIN_NAME));
     this.#random = random;
   }
 
@@ -193,11 +127,10 @@ export class RecyclePlugin implements PoolPlugin {
   }
 }
 
-/** The spawning policy's `min` in force (it can change at run time), else the pool's `children.min`. */
+/** The spawning policy's minimum in force (it can change at run time), else the pool's `children.min`. */
 function spawningMinimum(pool: Pool): number {
-  const spawning = pool.plugin('spawning') as { options?: { min?: unknown } } | undefined;
-  const min = spawning?.options?.min;
-  return typeof min === 'number' ? min : pool.options.children.min;
+  const minimum = pool.plugin<PoolPlugin & Partial<SpawningPolicy>>('spawning')?.minimum;
+  return typeof minimum === 'number' ? minimum : pool.options.children.min;
 }
 
 function formatBytes(bytes: number): string {

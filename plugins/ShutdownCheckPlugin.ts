@@ -4,10 +4,10 @@ import { PreforkError, toError } from '../src/errors.js';
 import type { PoolPlugin, ShutdownRequest } from '../src/pool/hooks.js';
 import type { Pool } from '../src/pool/Pool.js';
 import type { PoolStats } from '../src/pool/stats.js';
-import { describe, integer } from '../src/pool/options.js';
+import { integer, invalid as invalidOption, pluginOptions } from '../src/pool/optionChecks.js';
 
 const PLUGIN_NAME = 'ShutdownCheckPlugin';
-const OPTION_KEYS = new Set(['stopFile', 'stopFileWhen', 'maxUptime', 'idleShutdown', 'predicate', 'drainBacklog', 'shutdownToken', 'allowShutdownRequests', 'honourRequest']);
+const OPTION_KEYS: ReadonlySet<string> = new Set(['stopFile', 'stopFileWhen', 'maxUptime', 'idleShutdown', 'predicate', 'drainBacklog', 'shutdownToken', 'allowShutdownRequests', 'honourRequest']);
 
 /**
  * A user check run on every tick: return `true` (or a string, used as the reason) to stop the
@@ -70,13 +70,8 @@ export class ShutdownCheckPlugin implements PoolPlugin {
   #stopping = false;
 
   constructor(options: ShutdownCheckOptions = {}) {
-    if (!options || typeof options !== 'object' || Array.isArray(options)) {
-      throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME}: expected an options object, got ${describe(options)}`);
-    }
-    for (const key of Object.keys(options)) {
-      if (!OPTION_KEYS.has(key)) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME} ${key}: unknown option (known: ${[...OPTION_KEYS].join(', ')})`);
-    }
-    const invalid = (key: string, expected: string, got: unknown) => new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME} ${key}: expected ${expected}, got ${describe(got)}`);
+    pluginOptions(PLUGIN_NAME, options, OPTION_KEYS);
+    const invalid = (key: string, expected: string, got: unknown) => invalidOption(`${PLUGIN_NAME} ${key}`, expected, got);
     if (options.stopFile !== undefined && (typeof options.stopFile !== 'string' || options.stopFile === '')) throw invalid('stopFile', 'a file path', options.stopFile);
     const stopFileWhen = options.stopFileWhen ?? 'appears';
     if (stopFileWhen !== 'appears' && stopFileWhen !== 'disappears') throw invalid('stopFileWhen', '"appears" or "disappears"', options.stopFileWhen);

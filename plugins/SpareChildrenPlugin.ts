@@ -1,14 +1,14 @@
-import { PreforkError } from '../src/errors.js';
 import type { ChildInfo } from '../src/pool/Child.js';
-import type { PoolPlugin } from '../src/pool/hooks.js';
+import type { SpawningPolicy } from '../src/pool/hooks.js';
+import { integer, pluginOptions, pluginScope } from '../src/pool/optionChecks.js';
 import type { Pool } from '../src/pool/Pool.js';
-import { CHILDREN_DEFAULTS, describe, integer, type ChildrenOptions } from '../src/pool/options.js';
+import { resolveSpawningBounds, type SpawningBounds } from '../src/pool/policyOptions.js';
 
 const PLUGIN_NAME = 'SpareChildrenPlugin';
-const OPTION_KEYS = new Set(['start', 'min', 'max', 'minSpare', 'maxSpare', 'maxSpawnRate', 'backoffInitial', 'backoffMax', 'failedStartWindow']);
+const OPTION_KEYS: ReadonlySet<string> = new Set(['start', 'min', 'max', 'minSpare', 'maxSpare', 'maxSpawnRate', 'backoffInitial', 'backoffMax', 'failedStartWindow']);
 
 /** Options of {@link SpareChildrenPlugin}: the `children` section of the config, plus back-off bounds. */
-export interface SpareChildrenOptions extends Partial<Omit<ChildrenOptions, 'slots'>> {
+export interface SpareChildrenOptions extends Partial<SpawningBounds> {
   /** Most children spawned in one tick while the shortage of spares lasts (the rate doubles up to it). @default 32 */
   maxSpawnRate?: number;
   /** First back-off after a failed start, in ms; it doubles with each consecutive failure. @default 100 */
@@ -40,7 +40,7 @@ export interface SpareChildrenOptions extends Partial<Omit<ChildrenOptions, 'slo
  *   has been ready for `failedStartWindow`, and on a reload (a back-off only holds back spawns of
  *   the generation that failed).
  */
-export class SpareChildrenPlugin implements PoolPlugin {
+export class SpareChildrenPlugin implements SpawningPolicy {
   readonly role = 'spawning';
   readonly #options: Required<SpareChildrenOptions>;
   #pool!: Pool;
@@ -54,36 +54,29 @@ export class SpareChildrenPlugin implements PoolPlugin {
   /** Fires when a back-off ends, to start the child that a waiting connection needs. */
   #retryTimer: NodeJS.Timeout | undefined;
 
+  /** Checks the options as `resolvePoolOptions` checks the `children` section (the same defaults and bounds). */
   constructor(options: SpareChildrenOptions = {}) {
-    if (!options || typeof options !== 'object' || Array.isArray(options)) {
-      throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME}: expected an options object, got ${describe(options)}`);
-    }
-    for (const name of Object.keys(options)) {
-      if (!OPTION_KEYS.has(name)) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME} ${name}: unknown option (known: ${[...OPTION_KEYS].join(', ')})`);
-    }
-    const key = (name: string) => `${PLUGIN_NAME} ${name}`;
-    const max = integer(key('max'), options.max, CHILDREN_DEFAULTS.max, 1);
+    const raw = pluginOptions(PLUGIN_NAME, options, OPTION_KEYS);
+    const scope = pluginScope(PLUGIN_NAME);
     const resolved: Required<SpareChildrenOptions> = {
-      start: integer(key('start'), options.start, Math.min(CHILDREN_DEFAULTS.start, max), 0),
-      min: integer(key('min'), options.min, Math.min(CHILDREN_DEFAULTS.min, max), 0),
-      max,
-      minSpare: integer(key('minSpare'), options.minSpare, Math.min(CHILDREN_DEFAULTS.minSpare, max), 0),
-      maxSpare: integer(key('maxSpare'), options.maxSpare, CHILDREN_DEFAULTS.maxSpare, 0),
-      maxSpawnRate: integer(key('maxSpawnRate'), options.maxSpawnRate, 32, 1),
-      backoffInitial: integer(key('backoffInitial'), options.backoffInitial, 100, 1),
-      backoffMax: integer(key('backoffMax'), options.backoffMax, 30000, 1),
-      failedStartWindow: integer(key('failedStartWindow'), options.failedStartWindow, 1000, 0),
+      ...resolveSpawningBounds(raw, scope),
+      maxSpawnRate: integer(scope.key('maxSpawnRate'), raw.maxSpawnRate, 32, 1),
+      backoffInitial: integer(scope.key('backoffInitial'), raw.backoffInitial, 100, 1),
+      backoffMax: integer(scope.key('backoffMax'), raw.backoffMax, 30000, 1),
+      failedStartWindow: integer(scope.key('failedStartWindow'), raw.failedStartWindow, 1000, 0),
     };
-    const order = (low: keyof SpareChildrenOptions, high: keyof SpareChildrenOptions) => {
-      if ((resolved[low] as number) > (resolved[high] as number)) {
-        throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${PLUGIN_NAME}: ${low} (${resolved[low]}) must not exceed ${high} (${resolved[high]})`);
-      }
-    };
-    order('min', 'max');
-    order('start', 'max');
-    order('minSpare', 'maxSpare');
-    order('backoffInitial', 'backoffMax');
+    scope.ordered('backoffInitial', resolved.backoffInitial, 'backoffMax', resolved.backoffMax);
     this.#options = resolved;
+  }
+
+  /** The least number of children kept now (`min`, moved by {@link adjust}). */
+  get minimum(): number {
+    return this.#options.min;
+  }
+
+  /** The most children it keeps (`max`). */
+  get maximum(): number {
+    return this.#options.max;
   }
 
   /**
@@ -157,10 +150,8 @@ export class SpareChildrenPlugin implements PoolPlugin {
       if (longest) pool.retireChild(longest, 'more idle children than maxSpare');
     });
 
-    pool.hooks.onChildNeeded.tap(PLUGIN_NAME, (info) => {
-      const live = info.stats.children.total - info.stats.children.stopping;
-      return live < options.max && pool.spawnChild() ? true : undefined;
-    });
+    // A connection waits with nothing idle or starting: fork one at once while there is room.
+    pool.hooks.onChildNeeded.tap(PLUGIN_NAME, (info) => (info.stats.children.total - info.stats.children.stopping < options.max ? true : undefined));
 
     pool.hooks.onChildExit.tap(PLUGIN_NAME, (child, exit) => {
       if (pool.state !== 'running' && pool.state !== 'starting') return;

@@ -1,6 +1,21 @@
 import type { OverloadInfo } from '../src/pool/hooks.js';
 import type { Pool } from '../src/pool/Pool.js';
 
+/** The fields of an `overload.start` line: the children by state and the accept-queue length when known. */
+export function overloadStartFields(info: OverloadInfo, strategy: 'graceful' | 'abrupt'): Record<string, unknown> {
+  const { children } = info.stats;
+  return {
+    event: 'overload.start',
+    strategy,
+    listener: info.listener,
+    reason: info.reason,
+    children: children.total,
+    busy: children.busy + children.accepting,
+    starting: children.starting,
+    queued: info.stats.acceptQueue?.length ?? null,
+  };
+}
+
 /** One overload as the log reports it: from its first start to the end after which none followed for a tick. */
 export interface OverloadEpisode {
   listener: number;
@@ -46,6 +61,16 @@ export class OverloadEpisodes {
     pool.hooks.onParentTick.tap(name, (stats) => this.#finish(stats.connections.accepted, pool.options.tickInterval));
     // The pool ends every overload when it stops, before this hook: report them now.
     pool.hooks.beforeShutdown.tap(name, () => this.#finish(pool.stats().connections.accepted, 0));
+    // A reload may replace this plugin: an episode still open ends here, as far as it is concerned.
+    pool.hooks.beforeReload.tap(name, () => {
+      const now = Date.now();
+      for (const episode of this.#episodes.values()) {
+        if (!episode.active) continue;
+        episode.active = false;
+        episode.endedAt = now;
+      }
+      this.#finish(pool.stats().connections.accepted, 0);
+    });
   }
 
   /** Records an overload start; true when it begins a new episode (log the start line then). */

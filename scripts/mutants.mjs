@@ -20,17 +20,17 @@ export const MUTATIONS = [
   {
     id: 'chain-count',
     what: 'a CHAINED report no longer counts the grant down',
-    file: 'src/pool/Pool.ts',
-    from: '    child.chainLeft -= count;\n',
+    file: 'src/pool/dispatch.ts',
+    from: '  child.chainLeft -= count;\n',
     to: '',
     test: ['test/integration/chain.test.ts', 'counts a grant down exactly'],
   },
   {
     id: 'reload-kill',
     what: 'a reload SIGKILLs the old generation instead of letting busy children finish',
-    file: 'src/pool/Pool.ts',
-    from: "      if (child.generation < this.#generation && (child.state === 'idle' || child.state === 'starting')) this.#stopChild(child, 'replaced by a reload');\n",
-    to: '      if (child.generation < this.#generation) this.#kill(child);\n',
+    file: 'src/pool/generations.ts',
+    from: "    if (child.generation < ctx.generation && (child.state === 'idle' || child.state === 'starting')) stopChild(ctx, child, 'replaced by a reload');\n",
+    to: "    if (child.generation < ctx.generation) child.process.kill('SIGKILL');\n",
     test: ['test/integration/children.test.ts', 'busy when a reload commits'],
   },
   {
@@ -44,9 +44,9 @@ export const MUTATIONS = [
   {
     id: 'dispatch-in-poll',
     what: 'dispatch runs inside the poll callback, before the status reports of the same turn',
-    file: 'src/pool/Pool.ts',
-    from: '      setImmediate(this.#runScheduled);\n',
-    to: '      this.#runScheduled();\n',
+    file: 'src/pool/dispatch.ts',
+    from: '    setImmediate(runScheduled, ctx);\n',
+    to: '    runScheduled(ctx);\n',
     test: ['test/integration/dispatch.test.ts', 'before dispatching it (rule 1)'],
   },
   {
@@ -60,7 +60,7 @@ export const MUTATIONS = [
   {
     id: 'scgi-header-size-low',
     what: 'SCGI refuses a header block of exactly maxHeaderSize',
-    file: 'src/protocols/scgi.ts',
+    file: 'src/protocols/scgiParser.ts',
     from: '        if (this.#length > this.#maxHeaderSize) {\n',
     to: '        if (this.#length >= this.#maxHeaderSize) {\n',
     test: ['test/unit/protocols/scgi-fuzz.test.ts', 'exactly maxHeaderSize'],
@@ -68,7 +68,7 @@ export const MUTATIONS = [
   {
     id: 'scgi-header-size-high',
     what: 'SCGI accepts a header block one byte over maxHeaderSize',
-    file: 'src/protocols/scgi.ts',
+    file: 'src/protocols/scgiParser.ts',
     from: '        if (this.#length > this.#maxHeaderSize) {\n',
     to: '        if (this.#length > this.#maxHeaderSize + 1) {\n',
     test: ['test/unit/protocols/scgi-fuzz.test.ts', 'exactly maxHeaderSize'],
@@ -76,9 +76,9 @@ export const MUTATIONS = [
   {
     id: 'log-level-unchecked',
     what: "a child's LOG payload reaches the logger unchecked, so its level picks any logger method",
-    file: 'src/pool/Pool.ts',
-    from: '        const line = parseLogLine(payload);\n',
-    to: '        const line = payload as Exclude<ReturnType<typeof parseLogLine>, string>;\n',
+    file: 'src/pool/routing.ts',
+    from: '      const line = parseLogLine(payload);\n',
+    to: '      const line = payload as Exclude<ReturnType<typeof parseLogLine>, string>;\n',
     test: ['test/integration/children.test.ts', 'whose level is not a level'],
   },
 ];

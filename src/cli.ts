@@ -8,10 +8,17 @@ import { ParentLog } from './config/log.js';
 import { loadConfig, resolveConfig, type ConfigOverrides, type ResolvedConfig } from './config/resolve.js';
 import { didYouMean } from './config/suggest.js';
 import { isPreforkError, PreforkError, toError } from './errors.js';
-import { loadNative, type ListenerInfo } from './native/index.js';
-import type { PoolPlugin } from './pool/hooks.js';
-import type { ListenTarget } from './pool/options.js';
-import { Pool, type PoolOutcome } from './pool/Pool.js';
+import { loadNative } from './native/index.js';
+import type { PoolPlugin, SpawningPolicy } from './pool/hooks.js';
+import { addressText } from './pool/listeners.js';
+import { describeConfig, pluginText } from './config/report.js';
+import { pluginsFor, type PoolOutcome } from './pool/Pool.js';
+// The command uses the package as any user does: the pool with its default plugins, and the
+// built-in plugins a config may name.
+import * as prefork from '../index.js';
+
+const { Pool, defaultPlugins } = prefork;
+type Pool = prefork.Pool;
 
 /** Exit statuses, after BSD sysexits.h so that supervisors can tell a typo from a crash. */
 const EXIT = {
@@ -149,58 +156,6 @@ function version(): string {
   return (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 }
 
-function addressText(address: ListenerInfo): string {
-  if (address.family === 'unix') return `unix:${address.path ?? address.address}`;
-  return address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
-}
-
-function targetText(target: ListenTarget): string {
-  switch (target.kind) {
-    case 'tcp':
-      return target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
-    case 'unix':
-      return `unix:${target.path}${target.mode === undefined ? '' : ` (mode ${target.mode.toString(8)})`}`;
-    case 'fd':
-      return `fd:${target.fd}`;
-    case 'systemd':
-      return 'systemd';
-  }
-}
-
-function pluginText(plugin: PoolPlugin): string {
-  const name = plugin.constructor?.name && plugin.constructor.name !== 'Object' ? plugin.constructor.name : 'plugin';
-  return plugin.role ? `${name} (role ${plugin.role})` : name;
-}
-
-/** The resolved configuration as `prefork check` prints it: every default made explicit. */
-function describeConfig(config: ResolvedConfig): Record<string, unknown> {
-  const options = config.resolved;
-  return {
-    file: config.file ?? null,
-    handler: options.handler,
-    listen: options.listen.map(targetText),
-    protocol: options.protocol,
-    ...(options.protocol === 'raw' ? {} : { [options.protocol]: options.protocolOptions }),
-    children: options.children,
-    timeouts: options.timeouts,
-    overload: options.overload,
-    recycle: options.recycle ?? null,
-    plugins: options.plugins.map(pluginText),
-    user: config.user ? { name: config.user.name ?? null, uid: config.user.uid } : null,
-    group: config.group ? { name: config.group.name ?? null, gid: config.group.gid } : null,
-    log: { level: config.log.level, file: config.log.file ?? null, format: config.log.format },
-    env: options.env,
-    execArgv: options.execArgv,
-    backlog: options.backlog,
-    ordersPerWakeup: options.ordersPerWakeup,
-    acceptChain: options.acceptChain,
-    acceptChainChildren: options.acceptChainChildren,
-    deferAccept: options.deferAccept,
-    tickInterval: options.tickInterval,
-    cwd: options.cwd,
-  };
-}
-
 /**
  * Children can only be given another uid/gid by root (libuv also drops supplementary groups,
  * which needs root even for one's own ids). Not root and asking for one's own ids: nothing to do.
@@ -224,12 +179,6 @@ const HANDLED_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU', 'S
 type HandledSignal = (typeof HANDLED_SIGNALS)[number];
 /** More signals than this waiting is a storm; later ones are dropped (as gunicorn does). */
 const SIGNAL_QUEUE_LIMIT = 5;
-
-/** A spawning policy that can grow and shrink at run time (SpareChildrenPlugin). */
-interface AdjustableSpawning extends PoolPlugin {
-  adjust(delta: number): number;
-  readonly options?: { readonly min?: number; readonly max?: number };
-}
 
 /**
  * The running server: the pool, its log, and the one loop that acts on signals. Signal handlers
@@ -330,7 +279,7 @@ class Server {
     let next: ResolvedConfig;
     try {
       // The file found at start is read again (no new search); without one, the flags alone.
-      const context = { overrides: this.#invocation.overrides };
+      const context = { overrides: this.#invocation.overrides, builtins: prefork };
       next = this.#file === undefined ? await resolveConfig(undefined, undefined, context) : await loadConfig({ ...context, file: this.#file });
       checkPrivileges(next);
       this.#log.configure(next.log);
@@ -350,19 +299,19 @@ class Server {
   /** SIGTTIN / SIGTTOU: one child more or fewer, through the spawning policy (which keeps within min/max). */
   #resize(delta: 1 | -1): void {
     if (this.#pool.state !== 'running') return;
-    const spawning = this.#pool.plugin<AdjustableSpawning>('spawning');
+    const spawning = this.#pool.plugin<PoolPlugin & Partial<SpawningPolicy>>('spawning');
     if (typeof spawning?.adjust !== 'function') {
       this.#log.warn('the spawning plugin in use cannot change the number of children at run time', { plugin: spawning ? pluginText(spawning) : null });
       return;
     }
     const live = this.#pool.children().filter((child) => child.state !== 'stopping').length;
-    const max = spawning.options?.max ?? this.#pool.options.children.max;
+    const max = spawning.maximum ?? this.#pool.options.children.max;
     if (delta > 0 && live >= max) {
       this.#log.warn('no child added (SIGTTIN): children.max reached', { children: live, max });
       return;
     }
     // adjust() moves children.min; a pool above its min grows only when min passes the live count.
-    const min = spawning.options?.min;
+    const min = spawning.minimum;
     const step = delta > 0 && min !== undefined ? Math.max(1, live + 1 - min) : delta;
     const newMin = spawning.adjust(step);
     this.#log.info(delta > 0 ? 'one child more (SIGTTIN)' : 'one child fewer (SIGTTOU)', { children: Math.max(0, live + delta), min: newMin });
@@ -370,7 +319,7 @@ class Server {
 }
 
 async function start(invocation: Invocation): Promise<number> {
-  const config = await loadConfig({ file: invocation.config, overrides: invocation.overrides });
+  const config = await loadConfig({ file: invocation.config, overrides: invocation.overrides, builtins: prefork });
   checkPrivileges(config);
   const log = new ParentLog(config.log);
   let pool: Pool;
@@ -425,8 +374,8 @@ async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`${version()}\n`);
       return EXIT.OK;
     case 'check': {
-      const config = await loadConfig({ file: invocation.config, overrides: invocation.overrides });
-      process.stdout.write(`${JSON.stringify(describeConfig(config), null, 2)}\n`);
+      const config = await loadConfig({ file: invocation.config, overrides: invocation.overrides, builtins: prefork });
+      process.stdout.write(`${JSON.stringify(describeConfig(config, pluginsFor(config.resolved, defaultPlugins)), null, 2)}\n`);
       return EXIT.OK;
     }
     case 'build-addon': {

@@ -29,8 +29,6 @@ export const ERROR_CODES = {
   PREFORK_ERR_CHANNEL: 'control channel protocol error',
   /** The pool was asked to do something its current state does not allow (start twice, ...). */
   PREFORK_ERR_POOL_STATE: 'pool is not in a state that allows this',
-  /** No child became ready during start-up within the start timeout. */
-  PREFORK_ERR_START_TIMEOUT: 'children did not start in time',
   /** Dropping privileges to the configured user or group failed. */
   PREFORK_ERR_PRIVILEGES: 'could not drop privileges',
   /** A protocol adapter received input it cannot parse (malformed SCGI, ...). */

@@ -2,7 +2,11 @@ import type { Logger, LogLevel } from './child/types.js';
 
 export type { Logger, LogLevel } from './child/types.js';
 
-const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+/** The log levels, most severe first. */
+export const LOG_LEVELS: readonly LogLevel[] = Object.freeze(['error', 'warn', 'info', 'debug']);
+
+/** Each level's severity rank, 0 the most severe: a line is written when its rank is at most the threshold's. */
+export const LOG_LEVEL_RANK: Readonly<Record<LogLevel, number>> = Object.freeze({ error: 0, warn: 1, info: 2, debug: 3 });
 
 /** Options of {@link createLogger}. */
 export interface LoggerOptions {
@@ -27,13 +31,13 @@ export interface StreamLogger extends Logger {
 /** Creates prefork's default logger: JSON lines by default, readable text on a terminal. */
 export function createLogger(options: LoggerOptions = {}): StreamLogger {
   const level = options.level ?? 'info';
-  const threshold = RANK[level];
+  const threshold = LOG_LEVEL_RANK[level];
   let stream = options.stream ?? process.stderr;
   const base = options.base ?? {};
   const pretty = () => options.format === 'pretty' || (options.format !== 'json' && stream.isTTY === true);
 
   function write(lineLevel: LogLevel, message: string, fields?: Record<string, unknown>): void {
-    if (RANK[lineLevel] > threshold) return;
+    if (LOG_LEVEL_RANK[lineLevel] > threshold) return;
     const time = new Date();
     if (pretty()) {
       const extra = { ...base, ...fields };

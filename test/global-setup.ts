@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const OUTPUTS = ['dist/index.js', 'dist/index.cjs', 'dist/cli.js', 'dist/child.js'];
-const SOURCES = ['src', 'plugins', 'tsup.config.ts', 'package.json'];
+const SOURCES = ['index.ts', 'src', 'plugins', 'tsup.config.ts', 'package.json'];
 
 /** The newest modification time of a file or of the files below a directory (build output excluded). */
 function newest(path: string): number {

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Pool } from '../src/pool/Pool.js';
+import { Pool } from '../index.js';
 import type { PoolOptions } from '../src/pool/options.js';
 import type { Logger } from '../src/child/types.js';
 

@@ -11,7 +11,6 @@ export interface ChildBootstrap {
   protocolOptions: Record<string, unknown>;
   /** How many listening sockets the child inherited (fds 4, 5, ...). */
   listeners: number;
-  slots: number;
   logLevel: LogLevel;
 }
 

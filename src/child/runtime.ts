@@ -3,6 +3,7 @@ import { Channel } from '../channel/Channel.js';
 import { pathToFileURL } from 'node:url';
 import { constantFrame, encodeFrame, Order, Status, type FrameType } from '../channel/frames.js';
 import { PreforkError, toError } from '../errors.js';
+import { LOG_LEVEL_RANK } from '../logger.js';
 import * as native from '../native/index.js';
 import { protocolFactory } from '../protocols/index.js';
 import type { ChildBootstrap } from './bootstrap.js';
@@ -16,8 +17,6 @@ const LISTENER_FD_BASE = 4;
 const EXIT_OK = 0;
 const EXIT_INIT_FAILED = 3;
 const EXIT_UNCAUGHT = 70;
-
-const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
 
 /**
  * Under a chain grant the parent needs no report to decide anything (the child stays busy), and
@@ -128,9 +127,9 @@ export class ChildRuntime {
 
   #createContext(): ChildContext {
     const runtime = this;
-    const threshold = RANK[this.#boot.logLevel] ?? RANK.info;
+    const threshold = LOG_LEVEL_RANK[this.#boot.logLevel] ?? LOG_LEVEL_RANK.info;
     const log = (level: LogLevel) => (message: string, fields?: Record<string, unknown>) => {
-      if (RANK[level] > threshold) return;
+      if (LOG_LEVEL_RANK[level] > threshold) return;
       runtime.#sendPayload(Status.LOG, { level, message: String(message), fields });
     };
     const logger: Logger = { error: log('error'), warn: log('warn'), info: log('info'), debug: log('debug') };

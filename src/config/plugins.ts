@@ -4,8 +4,10 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PreforkError, toError } from '../errors.js';
 import type { PoolPlugin } from '../pool/hooks.js';
-import { describe } from '../pool/options.js';
-import * as builtins from '../../plugins/index.js';
+import { describe } from '../pool/optionChecks.js';
+
+/** Plugin classes a config names without a path, by class name (the package's built-in plugins). */
+export type BuiltinPlugins = Readonly<Record<string, unknown>>;
 
 const EXPECTED = 'a plugin class, a factory function, or an object with apply(pool)';
 
@@ -22,9 +24,9 @@ function isPluginClass(value: unknown): value is new (options?: unknown) => Pool
  * A built-in plugin named by its class (`"ShutdownCheckPlugin"`), so that JSON and YAML configs
  * can use them. npm package names are lower case, so no package is shadowed.
  */
-function builtinPlugin(name: string): (new (options?: unknown) => PoolPlugin) | undefined {
-  if (!/^[A-Z]\w*Plugin$/.test(name)) return undefined;
-  const candidate = (builtins as Record<string, unknown>)[name];
+function builtinPlugin(name: string, builtins: BuiltinPlugins): (new (options?: unknown) => PoolPlugin) | undefined {
+  if (!/^[A-Z]\w*Plugin$/.test(name) || !Object.hasOwn(builtins, name)) return undefined;
+  const candidate = builtins[name];
   return isPluginClass(candidate) ? candidate : undefined;
 }
 
@@ -60,10 +62,10 @@ function instantiate(exported: unknown, options: unknown, hasOptions: boolean, k
 /**
  * Loads the `plugins` list of a config file: each entry is a module path (relative to `baseDir`,
  * the config file's directory), a package name, the class name of a built-in plugin
- * (`"ShutdownCheckPlugin"`), any of these with options (`[name, options]`), or a plugin instance. Errors name the entry
+ * named in `builtins` (`"ShutdownCheckPlugin"`), any of these with options (`[name, options]`), or a plugin instance. Errors name the entry
  * (`plugins[1]`): a module that is missing, fails to load, or does not export a plugin.
  */
-export async function loadPlugins(entries: unknown, baseDir: string): Promise<PoolPlugin[]> {
+export async function loadPlugins(entries: unknown, baseDir: string, builtins: BuiltinPlugins = {}): Promise<PoolPlugin[]> {
   if (entries === undefined) return [];
   if (!Array.isArray(entries)) throw new PreforkError('PREFORK_ERR_CONFIG_INVALID', `plugins: expected a list of plugins ("./plugin.js", ["./plugin.js", { options }] or a plugin instance), got ${describe(entries)}`);
   const plugins: PoolPlugin[] = [];
@@ -85,7 +87,7 @@ export async function loadPlugins(entries: unknown, baseDir: string): Promise<Po
       throw new PreforkError('PREFORK_ERR_CONFIG_INVALID', `${key}: expected a module path, ["module path", { options }] or a plugin instance, got ${describe(entry)}`);
     }
     const label = `${key} (${specifier})`;
-    let exported: unknown = builtinPlugin(specifier);
+    let exported: unknown = builtinPlugin(specifier, builtins);
     if (exported === undefined) {
       const path = resolveSpecifier(specifier, baseDir, key);
       let loaded: { default?: unknown };

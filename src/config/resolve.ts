@@ -1,17 +1,14 @@
 import { statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import type { Loader } from 'cosmiconfig';
-import { AbruptOverloadPlugin } from '../../plugins/AbruptOverloadPlugin.js';
-import { GracefulOverloadPlugin } from '../../plugins/GracefulOverloadPlugin.js';
-import { RecyclePlugin } from '../../plugins/RecyclePlugin.js';
 import type { LogLevel } from '../child/types.js';
-import { PreforkError, toError } from '../errors.js';
-import type { PoolPlugin } from '../pool/hooks.js';
-import { describe, resolvePoolOptions, type ListenSpec, type PoolOptions, type ResolvedPoolOptions } from '../pool/options.js';
+import { PreforkError } from '../errors.js';
+import { describe } from '../pool/optionChecks.js';
+import { resolvePoolOptions, type ListenSpec, type PoolOptions, type ResolvedPoolOptions } from '../pool/options.js';
 import { PROTOCOLS } from '../protocols/index.js';
 import { findGroup, findUser, findUserById, type AccountFiles } from './accounts.js';
 import { displayPath, findConfig, SEARCH_PLACES } from './discover.js';
-import { loadPlugins } from './plugins.js';
+import { loadPlugins, type BuiltinPlugins } from './plugins.js';
 import { didYouMean } from './suggest.js';
 import type { LogConfig, PreforkConfig } from './types.js';
 
@@ -48,7 +45,7 @@ export interface ResolvedLogConfig {
 export interface ResolvedConfig {
   /** The config file (absolute), or undefined when everything came from flags. */
   file: string | undefined;
-  /** Options for `new Pool()` / `pool.reload()`, paths absolute, plugins instantiated (no logger yet). */
+  /** Options for `new Pool()` / `pool.reload()`, paths absolute, the user's plugins instantiated (no logger yet). */
   pool: PoolOptions;
   /** The same, after `resolvePoolOptions()`: the defaults made explicit. */
   resolved: ResolvedPoolOptions;
@@ -66,6 +63,11 @@ export interface ConfigContext {
   overrides?: ConfigOverrides;
   /** Account databases, for tests. */
   accounts?: AccountFiles;
+  /**
+   * The plugin classes a config may name without a path (`"ShutdownCheckPlugin"`). The command
+   * passes the package's built-in plugins; config loading itself knows none. @default {}
+   */
+  builtins?: BuiltinPlugins;
 }
 
 function configError(message: string, cause?: unknown): PreforkError {
@@ -160,21 +162,12 @@ function resolveAccounts(config: PreforkConfig, files: AccountFiles | undefined)
   return { user, group };
 }
 
-/** Constructs a built-in plugin from its config section, naming the section in errors instead of the class. */
-function buildPlugin<T>(section: string, className: string, make: () => T): T {
-  try {
-    return make();
-  } catch (error) {
-    const message = toError(error).message.replace(new RegExp(`^${className}( (\\w+))?:?\\s*`), (_, __, key: string | undefined) => (key ? `${section}.${key}: ` : `${section}: `));
-    throw configError(message, error);
-  }
-}
-
 /**
  * Checks a configuration file's contents and turns them into pool options. On top of
  * `resolvePoolOptions()` (types, ranges, nested unknown keys, `min > max`...), it refuses unknown
- * top-level keys, checks that the handler file exists, loads the plugins, resolves `user` and
- * `group` to ids, and builds the overload and recycle plugins. Paths in the file are relative to
+ * top-level keys, checks that the handler file exists, loads the plugins, and resolves `user` and
+ * `group` to ids. The `overload` and `recycle` sections stay options: the pool builds their
+ * plugins (so a reload builds them again from the new file). Paths in the file are relative to
  * it; paths in flags to the working directory. Every error is PREFORK_ERR_CONFIG_INVALID (or
  * PREFORK_ERR_PLUGIN_INVALID for a plugin) with the file and the key path in its message:
  * `prefork.config.json: children.max: expected a positive integer, got "ten"`.
@@ -190,7 +183,7 @@ export async function resolveConfig(contents: unknown, filepath: string | undefi
     return fromFlag ? 'command line' : fileLabel ?? 'command line';
   };
   try {
-    return await resolveChecked(contents ?? {}, filepath, cwd, overrides, context.accounts);
+    return await resolveChecked(contents ?? {}, filepath, cwd, overrides, context);
   } catch (error) {
     if (!(error instanceof PreforkError)) throw error;
     const code = error.code === 'PREFORK_ERR_PLUGIN_INVALID' ? error.code : 'PREFORK_ERR_CONFIG_INVALID';
@@ -199,7 +192,7 @@ export async function resolveConfig(contents: unknown, filepath: string | undefi
   }
 }
 
-async function resolveChecked(contents: unknown, filepath: string | undefined, cwd: string, overrides: ConfigOverrides, accounts: AccountFiles | undefined): Promise<ResolvedConfig> {
+async function resolveChecked(contents: unknown, filepath: string | undefined, cwd: string, overrides: ConfigOverrides, context: ConfigContext): Promise<ResolvedConfig> {
   if (!isObject(contents)) throw configError(`expected an object of settings, got ${describe(contents)}`);
   for (const key of Object.keys(contents)) {
     if (!(CONFIG_KEYS as readonly string[]).includes(key)) throw configError(`${key}: unknown key${didYouMean(key, CONFIG_KEYS)} (known: ${CONFIG_KEYS.join(', ')})`);
@@ -245,7 +238,7 @@ async function resolveChecked(contents: unknown, filepath: string | undefined, c
     throw configError(`protocol: expected one of ${PROTOCOLS.map((p) => `"${p}"`).join(', ')}, got ${describe(protocol)}${typeof protocol === 'string' ? didYouMean(protocol, PROTOCOLS) : ''}`);
   }
   const log = checkLog(config.log, base);
-  const { user, group } = resolveAccounts(config, accounts);
+  const { user, group } = resolveAccounts(config, context.accounts);
 
   const pool: PoolOptions = {
     handler,
@@ -279,24 +272,12 @@ async function resolveChecked(contents: unknown, filepath: string | undefined, c
   }
   checkHandler(handler, handlerSource);
 
-  const plugins: PoolPlugin[] = await loadPlugins(config.plugins, base);
-  const overloadOwner = plugins.findIndex((plugin) => plugin.role === 'overload');
-  if (config.overload !== undefined) {
-    if (overloadOwner >= 0) throw configError(`overload: conflicts with plugins[${overloadOwner}], which also has the role "overload"; keep one of them`);
-    const overload = resolved.overload;
-    plugins.push(
-      overload.strategy === 'abrupt'
-        ? buildPlugin('overload', 'AbruptOverloadPlugin', () => {
-            const { strategy: _strategy, ...options } = overload;
-            return new AbruptOverloadPlugin(options);
-          })
-        : new GracefulOverloadPlugin(),
-    );
-  }
-  if (config.recycle !== undefined) {
-    const recycleOwner = plugins.findIndex((plugin) => plugin.role === 'recycle');
-    if (recycleOwner >= 0) throw configError(`recycle: conflicts with plugins[${recycleOwner}], which also has the role "recycle"; keep one of them`);
-    plugins.push(buildPlugin('recycle', 'RecyclePlugin', () => new RecyclePlugin(config.recycle)));
+  const plugins = await loadPlugins(config.plugins, base, context.builtins ?? {});
+  // The sections whose default plugin a user plugin of the same role would replace: both at once
+  // is a mistake, not a silent win for the plugin.
+  for (const section of ['overload', 'recycle'] as const) {
+    const owner = plugins.findIndex((plugin) => plugin.role === section);
+    if (config[section] !== undefined && owner >= 0) throw configError(`${section}: conflicts with plugins[${owner}], which also has the role "${section}"; keep one of them`);
   }
   pool.plugins = plugins;
   resolved.plugins = plugins;

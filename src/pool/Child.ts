@@ -16,6 +16,19 @@ import { constantFrame, Order } from '../channel/frames.js';
  */
 export type ChildState = 'starting' | 'idle' | 'accepting' | 'busy' | 'stopping' | 'exited';
 
+/**
+ * The legal moves of a child (the diagram above). A self-move is a no-op the dispatcher makes when
+ * a report leaves the state as it is (idle with a slot still free, busy after a CHAINED).
+ */
+const CHILD_MOVES: Readonly<Record<ChildState, readonly ChildState[]>> = Object.freeze({
+  starting: ['idle', 'stopping', 'exited'],
+  idle: ['accepting', 'idle', 'stopping', 'exited'],
+  accepting: ['idle', 'busy', 'stopping', 'exited'],
+  busy: ['idle', 'busy', 'stopping', 'exited'],
+  stopping: ['stopping', 'exited'],
+  exited: [],
+});
+
 /** Which deadline a child missed. */
 export type ChildTimeoutKind = 'start' | 'accept' | 'stop';
 
@@ -81,6 +94,7 @@ export class Child implements ChildInfo {
   channel!: Channel;
   readonly startedAt: number;
   pid: number;
+  /** Changed only through `moveChild()` (children.ts), which checks the diagram. */
   state: ChildState = 'starting';
   active = 0;
   accepted = 0;
@@ -129,9 +143,9 @@ export class Child implements ChildInfo {
     this.channel.send(constantFrame(Order.STOP));
   }
 
-  /** True when the child can take an accept order. */
-  get canAccept(): boolean {
-    return this.state === 'idle';
+  /** Whether the state diagram allows a move from the current state to `next`. */
+  canMoveTo(next: ChildState): boolean {
+    return CHILD_MOVES[this.state].includes(next);
   }
 
   /** Keeps the last few KiB the child wrote to stderr. */

@@ -18,6 +18,14 @@ export interface DispatchRequest {
  */
 export type DispatchDecision = ChildInfo | false | undefined;
 
+/** What `onDispatch` is told about one accept order. */
+export interface DispatchOrderInfo {
+  /** Index of the listener the order is for. */
+  listener: number;
+  /** The order's chain grant: connections the child may accept by itself after this one. */
+  chain: number;
+}
+
 /** What `afterDispatch` reports once every child ordered for one wake-up has answered. */
 export interface DispatchResult {
   listener: number;
@@ -124,9 +132,15 @@ export function createPoolHooks() {
     beforeShutdown: new AsyncSeriesHook<[ShutdownInfo]>(['info']),
     /** Every child has exited and every listener is closed. */
     afterShutdown: new AsyncSeriesHook<[ShutdownInfo]>(['info']),
-    /** A reload starts: children of `info.generation` are about to be spawned. */
+    /**
+     * A reload starts: children of `info.generation` are about to be spawned. Called on the plugins
+     * in force before the reload, so that those a new config replaces can flush what they hold.
+     */
     beforeReload: new SyncHook<[ReloadInfo]>(['info']),
-    /** A reload has started the new generation; old children are being retired as they become idle. */
+    /**
+     * A reload has started the new generation; old children are being retired as they become idle.
+     * Called on the plugins of the new config (built afresh when `reload()` got options).
+     */
     afterReload: new SyncHook<[ReloadInfo]>(['info']),
 
     // ---- children -------------------------------------------------------------------------
@@ -150,22 +164,34 @@ export function createPoolHooks() {
     onChildExit: new SyncHook<[ChildInfo, ChildExitInfo]>(['child', 'exit']),
 
     // ---- dispatch -------------------------------------------------------------------------
-    /** Choose which idle child gets the next accept order, or `false` to refuse the connection. Hot path. */
+    /**
+     * Choose which idle child gets the next accept order, or `false` to refuse the connection. Hot
+     * path. A tap here decides every connection, so while any is registered no chain grant is
+     * given (connections a child took by itself would bypass it); to watch orders, tap `onDispatch`.
+     */
     beforeDispatch: new SyncBailHook<[DispatchRequest], DispatchDecision>(['request']),
+    /**
+     * An accept order is about to be sent to `child`. Observers only; taps here cost no chain
+     * grant. Connections a child accepts by itself under a grant have no order: `onConnectionDone`
+     * reports them. Hot path.
+     */
+    onDispatch: new SyncHook<[ChildInfo, DispatchOrderInfo]>(['child', 'order']),
     /**
      * How many connections an accept order lets the child accept by itself after this one (the
      * chain grant; starts at the `acceptChain` option). Each tap gets the grant so far and may
      * lower it: a larger number is ignored (a cap such as recycling's always holds), `undefined`
-     * leaves it, 0 makes the child report after this connection and wait for a new order. Only
-     * called when a grant is possible (no `beforeDispatch` tap, one slot, no reload or stop in
-     * progress, no other listener waiting for a child, fewer than `acceptChainChildren` chaining). Hot path.
+     * leaves it, anything but an integer ends it, 0 makes the child report after this connection
+     * and wait for a new order. Called through tapable (interceptors see it), only when a grant is
+     * possible (no `beforeDispatch` tap, one slot, no reload or stop in progress, no other listener
+     * waiting for a child, fewer than `acceptChainChildren` chaining). Hot path.
      */
     chainBudget: new SyncWaterfallHook<[number, ChildInfo]>(['count', 'child']),
     /** Every child ordered in one round has answered (or timed out). Hot path. */
     afterDispatch: new SyncHook<[DispatchResult]>(['result']),
     /**
-     * A connection waits and no child is idle or starting. A spawning policy starts one and
-     * returns `true`; `undefined` lets the overload policy decide.
+     * A connection waits and no child is idle or starting. `true`: fork one now (the pool forks it,
+     * within `children.max` and `beforeSpawn`; the connection waits for it); `undefined` lets the
+     * overload policy decide.
      */
     onChildNeeded: new SyncBailHook<[ChildNeededInfo], boolean | undefined>(['info']),
     /** No child can take the waiting connection: decide graceful or abrupt. `undefined` = the core default (graceful). */
@@ -193,3 +219,23 @@ export interface PoolPlugin {
   readonly role?: string;
   apply(pool: import('./Pool.js').Pool): void;
 }
+
+/**
+ * What the pool and other plugins may ask of the plugin with role `spawning` (the command's
+ * SIGTTIN/SIGTTOU, recycling's floor). A spawning policy without these is still a spawning policy;
+ * the callers then fall back to `children.min` and do nothing on a signal.
+ */
+export interface SpawningPolicy extends PoolPlugin {
+  /** The least number of children it keeps now (it can change at run time). */
+  readonly minimum: number;
+  /** The most children it starts. */
+  readonly maximum: number;
+  /** Moves the minimum by `delta` at run time, spawning or retiring at once; returns the new minimum. */
+  adjust(delta: number): number;
+}
+
+/** A plugin with role `overload` that logs each overload's start and end itself, so `LoggerPlugin` does not. */
+export interface OverloadReporter extends PoolPlugin {
+  readonly reportsOverload: true;
+}
+

@@ -3,7 +3,8 @@ import { availableParallelism } from 'node:os';
 import { PreforkError } from '../errors.js';
 import type { Logger, LogLevel } from '../child/types.js';
 import type { PoolPlugin } from './hooks.js';
-import type { RecycleOptions } from '../../plugins/RecyclePlugin.js';
+import { checkKeys, describe, integer, invalid, object, sectionScope } from './optionChecks.js';
+import { resolveOverloadOptions, resolveRecycleSection, resolveSpawningBounds, SPAWNING_DEFAULTS, type OverloadOptions, type RecycleOptions, type ResolvedRecycleOptions, type SpawningBounds } from './policyOptions.js';
 import { checkProtocolOptions } from '../protocols/index.js';
 
 /**
@@ -25,17 +26,7 @@ export type ListenTarget =
   | { kind: 'systemd' };
 
 /** How many children, and how many connections each. */
-export interface ChildrenOptions {
-  /** Children forked at start. @default 4 */
-  start: number;
-  /** Never fewer children than this (crashed ones are replaced at once). @default 1 */
-  min: number;
-  /** Never more children than this. @default 32 */
-  max: number;
-  /** Spawn when fewer children than this are idle. @default 2 */
-  minSpare: number;
-  /** Retire idle children while more than this are idle. @default 8 */
-  maxSpare: number;
+export interface ChildrenOptions extends SpawningBounds {
   /** Connections one child serves at once; 1 is classic prefork. @default 1 */
   slots: number;
 }
@@ -103,7 +94,7 @@ export interface PoolOptions {
    * `"http-503"` is a ready HTTP 503 with Retry-After). A plugin with role `overload` replaces it.
    * @default "graceful"
    */
-  overload?: 'graceful' | 'abrupt' | { strategy: 'graceful' } | { strategy: 'abrupt'; response?: string; retryAfter?: number };
+  overload?: 'graceful' | 'abrupt' | { strategy: 'graceful' } | { strategy: 'abrupt'; response?: string | Buffer; retryAfter?: number };
   /** Child recycling (RecyclePlugin): `maxConnectionsPerChild`, `jitter`, `maxChildAge`, `maxChildMemory`, `idleChildTimeout`. @default off */
   recycle?: RecycleOptions;
   /** Plugins, applied in order before the default plugins, so their Bail answers win. */
@@ -142,8 +133,9 @@ export interface ResolvedPoolOptions {
   children: ChildrenOptions;
   timeouts: TimeoutOptions;
   tickInterval: number;
-  overload: { strategy: 'graceful' } | { strategy: 'abrupt'; response?: string; retryAfter?: number };
-  recycle: Record<string, unknown> | undefined;
+  overload: OverloadOptions;
+  /** Undefined when the `recycle` option is absent (no recycling plugin is applied). */
+  recycle: ResolvedRecycleOptions | undefined;
   plugins: PoolPlugin[];
   defaultPlugins: boolean;
   logger: Logger | undefined;
@@ -157,14 +149,7 @@ export interface ResolvedPoolOptions {
 }
 
 /** The defaults of {@link ChildrenOptions}. */
-export const CHILDREN_DEFAULTS: Readonly<ChildrenOptions> = Object.freeze({
-  start: 4,
-  min: 1,
-  max: 32,
-  minSpare: 2,
-  maxSpare: 8,
-  slots: 1,
-});
+export const CHILDREN_DEFAULTS: Readonly<ChildrenOptions> = Object.freeze({ ...SPAWNING_DEFAULTS, slots: 1 });
 
 /** The defaults of {@link TimeoutOptions}. */
 export const TIMEOUT_DEFAULTS: Readonly<TimeoutOptions> = Object.freeze({
@@ -172,33 +157,6 @@ export const TIMEOUT_DEFAULTS: Readonly<TimeoutOptions> = Object.freeze({
   start: 30000,
   stop: 30000,
 });
-
-function invalid(key: string, expected: string, got: unknown): PreforkError {
-  return new PreforkError('PREFORK_ERR_OPTION_INVALID', `${key}: expected ${expected}, got ${describe(got)}`);
-}
-
-/** Renders a value for an error message: strings quoted, objects as short JSON. */
-export function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (value === undefined) return 'undefined';
-  if (typeof value === 'function') return 'a function';
-  try {
-    const text = JSON.stringify(value);
-    return text.length > 60 ? `${text.slice(0, 57)}...` : text;
-  } catch {
-    return String(value);
-  }
-}
-
-/** Checks an integer option; `key` is its full path, used in the error. */
-export function integer(key: string, value: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? (min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : `an integer >= ${min}`) : `an integer from ${min} to ${max}`;
-    throw invalid(key, range, value);
-  }
-  return value;
-}
 
 const FILE_MODE = /^0?[0-7]{3,4}$/;
 
@@ -247,27 +205,13 @@ export function parseListen(spec: ListenSpec, key = 'listen'): ListenTarget {
   throw invalid(key, 'a listen address ("127.0.0.1:8080", "unix:/run/app.sock", { port }, { path }, { fd })', spec);
 }
 
-const POOL_KEYS = new Set([
+const POOL_KEYS: ReadonlySet<string> = new Set([
   'handler', 'listen', 'protocol', 'http', 'scgi', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'deferAccept', 'children', 'timeouts', 'tickInterval',
   'overload', 'recycle', 'plugins', 'defaultPlugins', 'logger', 'logLevel', 'env', 'execArgv', 'cwd', 'uid', 'gid', 'childStderr',
 ]);
-const CHILDREN_KEYS = new Set(Object.keys(CHILDREN_DEFAULTS));
-const TIMEOUT_KEYS = new Set(Object.keys(TIMEOUT_DEFAULTS));
+const CHILDREN_KEYS: ReadonlySet<string> = new Set(Object.keys(CHILDREN_DEFAULTS));
+const TIMEOUT_KEYS: ReadonlySet<string> = new Set(Object.keys(TIMEOUT_DEFAULTS));
 const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
-
-function checkKeys(prefix: string, value: object, known: Set<string>): void {
-  for (const key of Object.keys(value)) {
-    if (!known.has(key)) {
-      throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${prefix}${key}: unknown option (known: ${[...known].join(', ')})`);
-    }
-  }
-}
-
-function object(key: string, value: unknown): Record<string, unknown> {
-  if (value === undefined) return {};
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw invalid(key, 'an object', value);
-  return value as Record<string, unknown>;
-}
 
 /**
  * Applies defaults to pool options and checks every value, so that a mistake is reported before
@@ -292,19 +236,10 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
 
   const childrenRaw = object('children', options.children);
   checkKeys('children.', childrenRaw, CHILDREN_KEYS);
-  const max = integer('children.max', childrenRaw.max, Math.max(CHILDREN_DEFAULTS.max, integer('children.start', childrenRaw.start, 0, 0)), 1);
-  const min = integer('children.min', childrenRaw.min, Math.min(CHILDREN_DEFAULTS.min, max), 0);
   const children: ChildrenOptions = {
-    start: integer('children.start', childrenRaw.start, Math.min(CHILDREN_DEFAULTS.start, max), 0),
-    min,
-    max,
-    minSpare: integer('children.minSpare', childrenRaw.minSpare, Math.min(CHILDREN_DEFAULTS.minSpare, max), 0),
-    maxSpare: integer('children.maxSpare', childrenRaw.maxSpare, Math.max(CHILDREN_DEFAULTS.maxSpare, integer('children.minSpare', childrenRaw.minSpare, 0, 0)), 0),
+    ...resolveSpawningBounds(childrenRaw, sectionScope('children')),
     slots: integer('children.slots', childrenRaw.slots, CHILDREN_DEFAULTS.slots, 1, 65535),
   };
-  if (children.min > children.max) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `children.min (${children.min}) must not exceed children.max (${children.max})`);
-  if (children.start > children.max) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `children.start (${children.start}) must not exceed children.max (${children.max})`);
-  if (children.minSpare > children.maxSpare) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `children.minSpare (${children.minSpare}) must not exceed children.maxSpare (${children.maxSpare})`);
 
   const timeoutsRaw = object('timeouts', options.timeouts);
   checkKeys('timeouts.', timeoutsRaw, TIMEOUT_KEYS);
@@ -337,14 +272,8 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
   if (childStderr !== 'pipe' && childStderr !== 'inherit') throw invalid('childStderr', '"pipe" or "inherit"', childStderr);
   if (options.defaultPlugins !== undefined && typeof options.defaultPlugins !== 'boolean') throw invalid('defaultPlugins', 'true or false', options.defaultPlugins);
 
-  let overload: ResolvedPoolOptions['overload'];
-  const overloadRaw = options.overload ?? 'graceful';
-  if (overloadRaw === 'graceful' || overloadRaw === 'abrupt') overload = { strategy: overloadRaw };
-  else if (overloadRaw && typeof overloadRaw === 'object' && (overloadRaw.strategy === 'graceful' || overloadRaw.strategy === 'abrupt')) {
-    checkKeys('overload.', overloadRaw, new Set(['strategy', 'response', 'retryAfter']));
-    overload = { ...overloadRaw };
-  } else throw invalid('overload', '"graceful", "abrupt" or { strategy: "abrupt", response, retryAfter }', overloadRaw);
-  const recycle = options.recycle === undefined ? undefined : object('recycle', options.recycle);
+  const overload = resolveOverloadOptions(options.overload);
+  const recycle = resolveRecycleSection(options.recycle);
 
   return {
     handler,

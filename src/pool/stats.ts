@@ -1,4 +1,6 @@
+import * as native from '../native/index.js';
 import type { ChildState } from './Child.js';
+import type { PoolContext } from './context.js';
 
 /** A snapshot of the pool, from `pool.stats()` and the `onParentTick` hook. */
 export interface PoolStats {
@@ -69,11 +71,6 @@ export class LatencyRecorder {
     this.#count++;
   }
 
-  reset(): void {
-    this.#count = 0;
-    this.#cached = undefined;
-  }
-
   #cached: { at: number; count: number; value: { p50: number; p99: number; max: number; samples: number } } | undefined;
 
   /**
@@ -99,4 +96,34 @@ export class LatencyRecorder {
 
 function round(value: number): number {
   return Math.round(value * 10) / 10;
+}
+
+/** The snapshot `pool.stats()` returns and hooks receive. */
+export function snapshot(ctx: PoolContext): PoolStats {
+  const children = { total: 0, starting: 0, idle: 0, accepting: 0, busy: 0, stopping: 0 };
+  let active = 0;
+  for (const child of ctx.children) {
+    children.total++;
+    if (child.state !== 'exited') children[child.state]++;
+    active += child.active;
+  }
+  let acceptQueue: PoolStats['acceptQueue'] = null;
+  const tcp = ctx.listeners.find((listener) => listener.queueKnown && listener.state !== 'closed');
+  if (tcp) acceptQueue = native.acceptQueue(tcp.fd);
+  const c = ctx.counters;
+  return {
+    state: ctx.state,
+    pid: process.pid,
+    generation: ctx.generation,
+    uptimeMs: ctx.startedAt ? Date.now() - ctx.startedAt : 0,
+    children,
+    connections: { ordered: c.ordered, accepted: c.accepted, chained: c.chained, served: c.served, lost: c.lost, rejected: c.rejected, active },
+    acceptNothing: c.acceptNothing,
+    acceptTimeouts: c.acceptTimeouts,
+    spuriousWakeups: c.spuriousWakeups,
+    overload: { events: c.overloadEvents, active: ctx.listeners.some((l) => l.overloadedAt > 0), totalMs: c.overloadMs },
+    acceptQueue,
+    dispatchLatencyUs: ctx.latency.summary(),
+    exits: { total: c.exits, failedStarts: c.failedStarts, crashes: c.crashes },
+  };
 }

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { PreforkError } from '../errors.js';
+import { describe } from '../pool/optionChecks.js';
 import type { ProtocolFactory } from '../child/types.js';
 
 /**
@@ -101,12 +102,6 @@ export function readIntegerOptions<Key extends string>(
     }
   }
   return result;
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'number' || typeof value === 'bigint') return String(value);
-  if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return String(value);
-  return JSON.stringify(value);
 }
 
 const HEADERS_TIMEOUT_DEFAULT = 20_000;

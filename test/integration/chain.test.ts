@@ -189,6 +189,27 @@ describe('chain grants (acceptChain)', () => {
     expect(pool.stats().connections).toMatchObject({ ordered: 4, chained: 0 });
   });
 
+  it('an observer of orders (onDispatch) costs no grant and sees each order with its grant', async () => {
+    const pool = await startPool({ children: ONE_CHILD });
+    const orders: { child: number; listener: number; chain: number }[] = [];
+    pool.hooks.onDispatch.tap('observer', (child, order) => void orders.push({ child: child.id, ...order }));
+    await queueBehindHeld(pool, 3);
+    await served(pool, 4);
+    expect(pool.stats().connections).toMatchObject({ ordered: 1, chained: 3 });
+    expect(orders).toEqual([{ child: 1, listener: 0, chain: 32 }]);
+  });
+
+  it('chainBudget is called through tapable, so an interceptor sees every call', async () => {
+    const pool = await startPool({ children: ONE_CHILD });
+    const calls: number[] = [];
+    pool.hooks.chainBudget.intercept({ call: (count) => void calls.push(count) });
+    pool.hooks.chainBudget.tap('half', (count) => count / 2);
+    await queueBehindHeld(pool, 3);
+    await served(pool, 4);
+    expect(calls).toEqual([32]);
+    expect(pool.stats().connections).toMatchObject({ ordered: 1, chained: 3 });
+  });
+
   it('recycling caps the grant, so a child never accepts more than maxConnectionsPerChild', async () => {
     const pool = await startPool({ children: ONE_CHILD, recycle: { maxConnectionsPerChild: 3, jitter: 0 } });
     const exited: ChildInfo[] = [];

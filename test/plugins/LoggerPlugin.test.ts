@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { LoggerPlugin } from '../../plugins/LoggerPlugin.js';
 import { SpareChildrenPlugin } from '../../plugins/SpareChildrenPlugin.js';
-import { Pool } from '../../src/pool/Pool.js';
+import { Pool } from '../../index.js';
 import { ask, command, fixture, memoryLogger, nextHook, served, startPool, stopPools, waitFor } from '../helpers.js';
 
 afterEach(stopPools);

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RecyclePlugin, residentMemory } from '../../plugins/RecyclePlugin.js';
 import type { ChildExitInfo, ChildInfo } from '../../src/pool/Child.js';
-import { Pool } from '../../src/pool/Pool.js';
+import { Pool } from '../../index.js';
 import type { SpareChildrenPlugin } from '../../plugins/SpareChildrenPlugin.js';
 import { ask, command, fixture, memoryLogger, served, startPool, stopPools, waitFor } from '../helpers.js';
 

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SpareChildrenPlugin } from '../../plugins/SpareChildrenPlugin.js';
 import type { ChildInfo } from '../../src/pool/Child.js';
-import { Pool } from '../../src/pool/Pool.js';
+import { Pool } from '../../index.js';
 import { ask, command, fixture, memoryLogger, nextHook, startPool, stopPools, waitFor } from '../helpers.js';
 
 afterEach(stopPools);

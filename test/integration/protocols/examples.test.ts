@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/resolve.js';
-import { Pool } from '../../../src/pool/Pool.js';
+import { Pool } from '../../../index.js';
 import { memoryLogger, tempDir } from '../../helpers.js';
 import { fetchAnswer } from './client.js';
 import { NO_NGINX, freePort, runNginx, type Nginx } from './nginx.js';

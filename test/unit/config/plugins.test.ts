@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import * as builtins from '../../../plugins/index.js';
 import { ShutdownCheckPlugin } from '../../../plugins/ShutdownCheckPlugin.js';
 import { loadPlugins } from '../../../src/config/plugins.js';
 import { tempDir } from '../../helpers.js';
@@ -14,7 +15,7 @@ function modules(files: Record<string, string>): string {
 }
 
 async function refusal(entries: unknown, root: string): Promise<{ code?: string; message: string }> {
-  const error = await loadPlugins(entries, root).then(
+  const error = await loadPlugins(entries, root, builtins).then(
     () => undefined,
     (e: unknown) => e as Error & { code?: string },
   );
@@ -37,7 +38,7 @@ describe('loadPlugins', () => {
 
   it('loads each entry form, passing options to classes and factories', async () => {
     const instance = { apply() {} };
-    const [object, klass, factory, cjs, given, builtin] = await loadPlugins(['./object.mjs', ['./class.mjs', { a: 1 }], [join(root, 'factory.mjs'), { b: 2 }], './cjs.cjs', instance, ['ShutdownCheckPlugin', { maxUptime: 5 }]], root);
+    const [object, klass, factory, cjs, given, builtin] = await loadPlugins(['./object.mjs', ['./class.mjs', { a: 1 }], [join(root, 'factory.mjs'), { b: 2 }], './cjs.cjs', instance, ['ShutdownCheckPlugin', { maxUptime: 5 }]], root, builtins);
     expect(typeof object!.apply).toBe('function');
     expect((klass as unknown as { o: unknown }).o).toEqual({ a: 1 });
     expect((factory as unknown as { o: unknown }).o).toEqual({ b: 2 });

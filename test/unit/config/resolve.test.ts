@@ -8,7 +8,8 @@ import { findGroup, findUser, findUserById } from '../../../src/config/accounts.
 import { ParentLog } from '../../../src/config/log.js';
 import { loadConfig, resolveConfig } from '../../../src/config/resolve.js';
 import { closest, didYouMean } from '../../../src/config/suggest.js';
-import { defineConfig } from '../../../src/index.js';
+import * as prefork from '../../../index.js';
+import { defaultPlugins, defineConfig } from '../../../index.js';
 import { isPreforkError } from '../../../src/errors.js';
 import type { PoolPlugin } from '../../../src/pool/hooks.js';
 import { tempDir } from '../../helpers.js';
@@ -83,16 +84,21 @@ describe('resolveConfig', () => {
     expect(config.resolved.children).toMatchObject({ start: 4, min: 1, max: 32 });
   });
 
-  it('builds the overload and recycle plugins from their sections', async () => {
+  it('keeps the overload and recycle sections as options, from which the default plugins are built', async () => {
     const root = dir();
     const file = join(root, 'prefork.config.json');
     const config = await resolveConfig({ handler: './app.mjs', listen: ':0', overload: { strategy: 'abrupt', response: 'http-503', retryAfter: 3 }, recycle: { maxConnectionsPerChild: 100, jitter: 10 } }, file, { cwd: root });
-    expect(config.pool.plugins?.map((plugin) => plugin.constructor)).toEqual([AbruptOverloadPlugin, RecyclePlugin]);
-    expect((config.pool.plugins![1] as RecyclePlugin).options).toMatchObject({ maxConnectionsPerChild: 100, jitter: 10 });
+    // The config builds no plugin: the pool builds them from these options, on start and on every reload.
+    expect(config.pool.plugins).toEqual([]);
+    expect(config.resolved.overload).toEqual({ strategy: 'abrupt', response: 'http-503', retryAfter: 3 });
+    const built = defaultPlugins(config.resolved);
+    expect(built.map((plugin) => plugin.constructor)).toEqual([prefork.SpareChildrenPlugin, AbruptOverloadPlugin, RecyclePlugin, prefork.LoggerPlugin]);
+    expect((built[2] as RecyclePlugin).options).toMatchObject({ maxConnectionsPerChild: 100, jitter: 10 });
     const graceful = await resolveConfig({ handler: './app.mjs', listen: ':0', overload: 'graceful' }, file, { cwd: root });
-    expect(graceful.pool.plugins?.[0]).toBeInstanceOf(GracefulOverloadPlugin);
-    // Without the sections, the pool's default plugins apply.
-    expect((await resolveConfig({ handler: './app.mjs', listen: ':0' }, file, { cwd: root })).pool.plugins).toEqual([]);
+    expect(defaultPlugins(graceful.resolved)[1]).toBeInstanceOf(GracefulOverloadPlugin);
+    // Without the sections: graceful overload and no recycling.
+    const bare = await resolveConfig({ handler: './app.mjs', listen: ':0' }, file, { cwd: root });
+    expect(defaultPlugins(bare.resolved).map((plugin) => plugin.constructor)).toEqual([prefork.SpareChildrenPlugin, GracefulOverloadPlugin, prefork.LoggerPlugin]);
   });
 
   it('names the section when a built-in plugin refuses its options', async () => {
@@ -131,10 +137,13 @@ describe('resolveConfig', () => {
   it('constructs a built-in plugin named by its class, with options, for JSON and YAML configs', async () => {
     const root = dir();
     const file = join(root, 'c.json');
-    const config = await resolveConfig({ handler: './app.mjs', listen: ':0', plugins: [['RecyclePlugin', { maxChildAge: 60000 }]] }, file, { cwd: root });
+    const config = await resolveConfig({ handler: './app.mjs', listen: ':0', plugins: [['RecyclePlugin', { maxChildAge: 60000 }]] }, file, { cwd: root, builtins: prefork });
     expect(config.pool.plugins?.[0]).toBeInstanceOf(RecyclePlugin);
     expect((config.pool.plugins![0] as RecyclePlugin).options.maxChildAge).toBe(60000);
-    const error = await failure(resolveConfig({ handler: './app.mjs', listen: ':0', plugins: [['RecyclePlugin', { maxAge: 1 }]] }, file, { cwd: root }));
+    // Config loading knows no plugin by itself: the caller names the built-in ones.
+    const unknown = await failure(resolveConfig({ handler: './app.mjs', listen: ':0', plugins: [['RecyclePlugin', { maxChildAge: 60000 }]] }, file, { cwd: root }));
+    expect(unknown.message).toMatch(/c\.json: plugins\[0\]: cannot find the plugin package "RecyclePlugin"/);
+    const error = await failure(resolveConfig({ handler: './app.mjs', listen: ':0', plugins: [['RecyclePlugin', { maxAge: 1 }]] }, file, { cwd: root, builtins: prefork }));
     expect(error.code).toBe('PREFORK_ERR_PLUGIN_INVALID');
     expect(error.message).toMatch(/c\.json: plugins\[0\] \(RecyclePlugin\): RecyclePlugin maxAge: unknown option/);
   });
@@ -433,7 +442,8 @@ describe('resolveConfig: every refusal, word for word, labelled with where it ca
     const listen = await resolveConfig({ ...ok, listen: ['127.0.0.1:1'] }, file, { cwd: root, accounts, overrides: { listen: [] } });
     expect(listen.pool.listen).toEqual(['127.0.0.1:1']);
     const other = await resolveConfig({ ...ok, overload: 'abrupt', plugins: ['./rc.mjs'] }, file, { cwd: root, accounts });
-    expect(other.pool.plugins!.map((plugin) => plugin.constructor.name)).toEqual(['Object', 'AbruptOverloadPlugin']);
+    expect(other.pool.plugins!.map((plugin) => plugin.constructor.name)).toEqual(['Object']);
+    expect(other.resolved.overload).toEqual({ strategy: 'abrupt', retryAfter: 1 });
   });
 
   it('loadConfig with no config file found resolves from the flags alone', async () => {

@@ -9,7 +9,7 @@ import { LoggerPlugin } from '../../../plugins/LoggerPlugin.js';
 import { parseMemorySize, RecyclePlugin } from '../../../plugins/RecyclePlugin.js';
 import { ShutdownCheckPlugin } from '../../../plugins/ShutdownCheckPlugin.js';
 import { SpareChildrenPlugin } from '../../../plugins/SpareChildrenPlugin.js';
-import { Pool } from '../../../src/pool/Pool.js';
+import { Pool } from '../../../index.js';
 import { fixture, memoryLogger } from '../../helpers.js';
 
 describe('AbruptOverloadPlugin', () => {
@@ -50,7 +50,7 @@ describe('RecyclePlugin', () => {
     expect(() => new RecyclePlugin({ maxChildMemory: 'lots' })).toThrow(/RecyclePlugin maxChildMemory: expected a size in bytes or a string such as "512MB", got "lots"/);
     expect(() => new RecyclePlugin({ jitter: 5 })).toThrow(/RecyclePlugin jitter: only applies with maxConnectionsPerChild > 0/);
     expect(() => new RecyclePlugin({ maxConectionsPerChild: 5 } as never)).toThrow(/RecyclePlugin maxConectionsPerChild: unknown option \(known: maxConnectionsPerChild, /);
-    expect(() => new Pool({ handler: fixture('control.mjs'), listen: '127.0.0.1:0', recycle: { idleChildTimeout: 'soon' as never } })).toThrow(/RecyclePlugin idleChildTimeout/);
+    expect(() => new Pool({ handler: fixture('control.mjs'), listen: '127.0.0.1:0', recycle: { idleChildTimeout: 'soon' as never } })).toThrow(/^recycle\.idleChildTimeout: expected a non-negative integer, got "soon"$/);
     expect(new RecyclePlugin({ maxChildMemory: '1.5G' }).options.maxChildMemory).toBe(1.5 * 1024 ** 3);
     expect(parseMemorySize('x', '512MB')).toBe(512 * 1024 ** 2);
     expect(parseMemorySize('x', '800 KiB')).toBe(800 * 1024);

@@ -144,7 +144,8 @@ describe('pool options: every default and every refusal, word for word', () => {
     expect(resolved).toMatchObject({ backlog: 65535, ordersPerWakeup: 1024, acceptChain: 0, acceptChainChildren: 1, deferAccept: 3600, tickInterval: 10, logLevel: 'debug', childStderr: 'inherit', defaultPlugins: false, uid: 0, gid: 0 });
     expect(resolved.timeouts).toEqual({ accept: 1, start: 1, stop: 0 });
     expect(resolved.overload).toEqual({ strategy: 'abrupt', response: 'busy', retryAfter: 3 });
-    expect(resolved.recycle).toEqual({ maxConnectionsPerChild: 5 });
+    // Read once, here: the recycling plugin gets these, every default made explicit.
+    expect(resolved.recycle).toEqual({ maxConnectionsPerChild: 5, jitter: 0, maxChildAge: 0, maxChildMemory: 0, idleChildTimeout: 0 });
     expect(resolved.env).toEqual({ A: '1' });
     expect(resolved.execArgv).toEqual(['--no-warnings']);
     expect(resolvePoolOptions({ ...minimal, handler: '/abs/app.mjs', overload: 'abrupt' } as PoolOptions)).toMatchObject({ handler: '/abs/app.mjs', overload: { strategy: 'abrupt' } });

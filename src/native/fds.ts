@@ -1,0 +1,58 @@
+/** File descriptors that no Node handle owns: their flags, closing them, and the control channel's socket pair. */
+import { binding, callNative, checkFd } from './binding.js';
+
+/**
+ * Turns close-on-exec on or off, e.g. off for a listener that an exec()'d program must inherit.
+ * @throws PreforkError `PREFORK_ERR_SOCKET`.
+ */
+export function setCloexec(fd: number, on: boolean): void {
+  const what = `could not ${on ? 'set' : 'clear'} close-on-exec on fd ${fd}`;
+  checkFd(what, fd);
+  callNative('PREFORK_ERR_SOCKET', what, (native) => native.setCloexec(fd, on));
+}
+
+/**
+ * Turns O_NONBLOCK on or off. The flag belongs to the open file, so it changes for every process
+ * sharing the fd (all children of a pool).
+ * @throws PreforkError `PREFORK_ERR_SOCKET`.
+ */
+export function setNonblocking(fd: number, on: boolean): void {
+  const what = `could not ${on ? 'set' : 'clear'} O_NONBLOCK on fd ${fd}`;
+  checkFd(what, fd);
+  callNative('PREFORK_ERR_SOCKET', what, (native) => native.setNonblocking(fd, on));
+}
+
+/**
+ * Closes an fd that no Node handle owns (a listener, an accepted fd not given to `net.Socket`).
+ * Close a {@link Watcher} on the fd first.
+ * @throws PreforkError `PREFORK_ERR_SOCKET` (with `EBADF` when it was not open).
+ */
+export function close(fd: number): void {
+  const what = `could not close fd ${fd}`;
+  checkFd(what, fd);
+  callNative('PREFORK_ERR_SOCKET', what, (native) => native.close(fd));
+}
+
+/**
+ * A connected AF_UNIX stream socket pair, both ends non-blocking and close-on-exec: the control
+ * channel between the parent and one child.
+ */
+export function socketpair(): [number, number] {
+  return binding().socketpair();
+}
+
+/**
+ * One read(2) into `buffer`: the byte count, 0 at the end of the stream (or a reset), -1 when
+ * nothing is there yet. Other errors throw with the errno name as `code`. No allocation.
+ */
+export function read(fd: number, buffer: Uint8Array, offset = 0, length = buffer.length - offset): number {
+  return binding().read(fd, buffer, offset, length);
+}
+
+/**
+ * One non-blocking write of `buffer` (MSG_NOSIGNAL on sockets): the bytes written, possibly fewer,
+ * or -1 when the socket buffer is full. EPIPE and friends throw with the errno name as `code`.
+ */
+export function write(fd: number, buffer: Uint8Array, offset = 0, length = buffer.length - offset): number {
+  return binding().write(fd, buffer, offset, length);
+}

@@ -1,0 +1,217 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Channel } from '../channel/Channel.js';
+import type { ChildBootstrap } from '../child/bootstrap.js';
+import { PreforkError } from '../errors.js';
+import * as native from '../native/index.js';
+import { Child, type ChildState, type ChildTimeoutKind, type SpawnRequest } from './Child.js';
+import type { PoolContext } from './context.js';
+import { resolveOrder } from './dispatch.js';
+import { abandonReload } from './generations.js';
+import { watch } from './listeners.js';
+import { routeFrame } from './routing.js';
+
+/**
+ * Spawning and reaping: fork a child, tell it to stop, kill it, reap it, and the watchdog that
+ * kills a child at a missed deadline (start, accept, stop). Every change of a child's state goes
+ * through {@link moveChild}.
+ */
+
+/** Moves a child to `next` if its table allows it; an illegal move is a bug: logged, and the child killed. */
+export function moveChild(ctx: PoolContext, child: Child, next: ChildState): boolean {
+  if (child.canMoveTo(next)) {
+    child.state = next;
+    return true;
+  }
+  ctx.logger.error('bug: illegal child state change; killing the child', { child: child.id, pid: child.pid, from: child.state, to: next });
+  kill(ctx, child);
+  return false;
+}
+
+/**
+ * Forks one child of the spawn generation, unless the pool is not running, `children.max`
+ * children of that generation already live, or a `beforeSpawn` tap vetoes. Returns it, or undefined.
+ */
+export function spawnChild(ctx: PoolContext): Child | undefined {
+  if (ctx.state !== 'starting' && ctx.state !== 'running') return undefined;
+  if (ctx.fatal) return undefined;
+  const generation = ctx.spawnGeneration;
+  let live = 0;
+  for (const child of ctx.children) if (child.generation === generation && child.state !== 'stopping') live++;
+  if (live >= ctx.options.children.max) return undefined;
+  const id = ctx.nextChildId + 1;
+  const request: SpawnRequest = { id, generation, env: childEnv(ctx, id, generation), execArgv: [...ctx.options.execArgv] };
+  const hooks = ctx.current.hooks;
+  if (hooks.beforeSpawn.call(request) === false) return undefined;
+  ctx.nextChildId = id;
+  // The control channel: a socketpair whose child end becomes the child's fd 3; the listening
+  // sockets follow from fd 4.
+  const [parentEnd, childEnd] = native.socketpair();
+  const stdio: ('ignore' | 'inherit' | 'pipe' | number)[] = ['ignore', 'inherit', ctx.options.childStderr, childEnd];
+  for (const listener of ctx.listeners) stdio.push(listener.fd);
+  let proc;
+  try {
+    proc = spawn(process.execPath, [...request.execArgv, ctx.childEntry], {
+      stdio,
+      env: request.env as NodeJS.ProcessEnv,
+      cwd: ctx.options.cwd,
+      uid: ctx.options.uid,
+      gid: ctx.options.gid,
+    });
+  } catch (error) {
+    native.close(parentEnd);
+    throw error;
+  } finally {
+    native.close(childEnd);
+  }
+  const child = new Child(id, generation, ctx.options.children.slots, proc, Date.now());
+  child.channel = new Channel(parentEnd, {
+    onFrame: (type, argument, payload, count) => routeFrame(ctx, child, type, argument, payload, count),
+    // EOF comes when the child exits; the process's 'close' event (below) does the reaping.
+    onClose: () => {},
+    onError: (error) => {
+      ctx.logger.error('killing child after a control channel error', { child: child.id, pid: child.pid, error: error.message });
+      kill(ctx, child);
+    },
+  });
+  child.deadline = child.startedAt + ctx.options.timeouts.start;
+  ctx.children.push(child);
+  proc.stderr?.on('data', (chunk: Buffer) => {
+    child.recordStderr(chunk);
+    process.stderr.write(chunk);
+  });
+  proc.on('error', (error) => {
+    ctx.logger.error('could not fork a child', { child: id, error: error.message });
+    if (proc.pid === undefined) reap(ctx, child, null, null);
+  });
+  proc.on('close', (code, signal) => reap(ctx, child, code, signal));
+  hooks.onChildStart.call(child);
+  return child;
+}
+
+/** Tells a child to finish its connections and exit within `timeouts.stop`. */
+export function stopChild(ctx: PoolContext, child: Child, reason: string): void {
+  if (child.state === 'stopping' || child.state === 'exited') return;
+  // A stopping child takes no orders; an order still out is counted as answered now, and the
+  // child's late ACCEPTED/NOTHING for it is ignored (the child serves what it accepted).
+  const wasAccepting = child.state === 'accepting';
+  moveChild(ctx, child, 'stopping');
+  child.stopReason = reason;
+  child.expectedExit = true;
+  child.deadline = Date.now() + ctx.options.timeouts.stop;
+  if (wasAccepting) resolveOrder(ctx, child, false);
+  child.orderStop();
+}
+
+/** SIGKILL now; 'close' reaps it. An order still out is counted as timed out. */
+export function kill(ctx: PoolContext, child: Child): void {
+  if (child.state === 'exited') return;
+  child.expectedExit = true;
+  if (child.state === 'accepting') resolveOrder(ctx, child, true);
+  child.state = 'stopping';
+  child.deadline = 0;
+  try {
+    child.process.kill('SIGKILL');
+  } catch {
+    // Already gone; 'close' reaps it.
+  }
+}
+
+/** Kills every child whose deadline passed, after telling `onChildTimeout` which one it missed. */
+export function watchdog(ctx: PoolContext): void {
+  const now = Date.now();
+  for (const child of ctx.children) {
+    if (child.deadline === 0 || now < child.deadline) continue;
+    const kind: ChildTimeoutKind = child.state === 'starting' ? 'start' : child.state === 'accepting' ? 'accept' : 'stop';
+    if (kind === 'accept') ctx.counters.acceptTimeouts++;
+    ctx.current.hooks.onChildTimeout.call(child, kind);
+    kill(ctx, child);
+  }
+}
+
+/** A child process is gone: count what it lost, tell `onChildExit`, and unblock whoever waited on it. */
+export function reap(ctx: PoolContext, child: Child, code: number | null, signal: NodeJS.Signals | null): void {
+  const index = ctx.children.indexOf(child);
+  if (index < 0) return;
+  // The child is gone, but its last frames (a DONE, an error report) may still be unread.
+  child.channel.drain();
+  ctx.children.splice(index, 1);
+  const state = child.state;
+  if (state === 'accepting') resolveOrder(ctx, child, false);
+  moveChild(ctx, child, 'exited');
+  child.deadline = 0;
+  const lost = child.active;
+  const counters = ctx.counters;
+  counters.lost += lost;
+  counters.exits++;
+  const failedStart = child.readyAt === 0;
+  if (failedStart) counters.failedStarts++;
+  if (!child.expectedExit) counters.crashes++;
+  child.channel.close();
+  ctx.current.hooks.onChildExit.call(child, { code, signal, state, lost, failedStart, expected: child.expectedExit, lifetimeMs: Date.now() - child.startedAt });
+  if (ctx.reload && child.generation === ctx.reload.generation && !ctx.children.some((c) => c.generation === child.generation)) {
+    abandonReload(ctx, `every child of the new generation exited before it was ready (last: code ${code}, signal ${signal})`);
+  }
+  checkStarted(ctx);
+  if (ctx.state === 'running' && startingCount(ctx, ctx.spawnGeneration) === 0) {
+    // A listener waiting for a pending child that will now never come: dispatch again, which
+    // asks for a new child or declares an overload.
+    for (const listener of ctx.listeners) if (listener.state === 'waiting') watch(ctx, listener);
+  }
+  if (ctx.children.length === 0) ctx.childrenGone?.();
+  ctx.drainCheck?.();
+}
+
+/** Children still starting (the pending list), of one generation or of all. */
+export function startingCount(ctx: PoolContext, generation?: number): number {
+  let count = 0;
+  for (const child of ctx.children) if (child.state === 'starting' && (generation === undefined || child.generation === generation)) count++;
+  return count;
+}
+
+/** While the pool starts: resolves `start()`'s wait once no child is pending (or a fatal error came). */
+export function checkStarted(ctx: PoolContext): void {
+  if (ctx.state !== 'starting' || !ctx.startWaiter) return;
+  if (ctx.fatal || startingCount(ctx) === 0) {
+    const resolve = ctx.startWaiter;
+    ctx.startWaiter = undefined;
+    resolve();
+  }
+}
+
+function childEnv(ctx: PoolContext, id: number, generation: number): Record<string, string | undefined> {
+  const options = ctx.options;
+  const bootstrap: ChildBootstrap = {
+    id,
+    generation,
+    handler: options.handler,
+    protocol: options.protocol,
+    protocolOptions: options.protocolOptions,
+    listeners: ctx.listeners.length,
+    logLevel: options.logLevel,
+  };
+  const env: Record<string, string | undefined> = { ...process.env, ...options.env, PREFORK_CHILD: JSON.stringify(bootstrap) };
+  // Sockets systemd handed to the parent are the parent's; a child must not adopt them again.
+  delete env.LISTEN_FDS;
+  delete env.LISTEN_PID;
+  delete env.LISTEN_FDNAMES;
+  return env;
+}
+
+/** The child runtime's entry: `child.js` next to the bundle, or the build output above the sources (tests). */
+export function findChildEntry(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, 'child.js')];
+  let dir = here;
+  for (let depth = 0; depth < 4; depth++) {
+    candidates.push(join(dir, 'dist', 'child.js'));
+    dir = dirname(dir);
+  }
+  const found = candidates.find((file) => existsSync(file));
+  if (!found) {
+    throw new PreforkError('PREFORK_ERR_POOL_STATE', `the child runtime was not found (looked for ${candidates[0]} and dist/child.js above it); run "npm run build"`);
+  }
+  return found;
+}
