@@ -115,9 +115,12 @@ export class SpareChildrenPlugin implements SpawningPolicy {
 
     // A reload (new code or config, often the fix for what failed) is not held back by the old
     // generation's back-off; the new generation's own failures back off from the start.
+    // A reload may replace this plugin too: its retry timer must not act for the new one.
     pool.hooks.beforeReload.tap(PLUGIN_NAME, () => {
       this.#failures = 0;
       this.#backoffUntil = 0;
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = undefined;
     });
 
     pool.hooks.spawnCount.tap(PLUGIN_NAME, (count, stats) => {

@@ -3,6 +3,7 @@ import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import type { Loader } from 'cosmiconfig';
 import type { LogLevel } from '../child/types.js';
 import { PreforkError } from '../errors.js';
+import { LOG_LEVELS } from '../logger.js';
 import { describe } from '../pool/optionChecks.js';
 import { resolvePoolOptions, type ListenSpec, type PoolOptions, type ResolvedPoolOptions } from '../pool/options.js';
 import { PROTOCOLS } from '../protocols/index.js';
@@ -19,7 +20,6 @@ export const CONFIG_KEYS: readonly (keyof PreforkConfig)[] = Object.freeze([
 ] as const);
 
 const LOG_KEYS = ['level', 'file', 'format'];
-const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
 const LOG_FORMATS = ['json', 'pretty', 'auto'] as const;
 
 /** Command-line flags that override the file (`--handler`, `--listen`, `--children`, `--protocol`). */

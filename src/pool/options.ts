@@ -1,6 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { PreforkError } from '../errors.js';
+import { LOG_LEVELS } from '../logger.js';
 import type { Logger, LogLevel } from '../child/types.js';
 import type { PoolPlugin } from './hooks.js';
 import { checkKeys, describe, integer, invalid, object, sectionScope } from './optionChecks.js';
@@ -211,7 +212,6 @@ const POOL_KEYS: ReadonlySet<string> = new Set([
 ]);
 const CHILDREN_KEYS: ReadonlySet<string> = new Set(Object.keys(CHILDREN_DEFAULTS));
 const TIMEOUT_KEYS: ReadonlySet<string> = new Set(Object.keys(TIMEOUT_DEFAULTS));
-const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
 
 /**
  * Applies defaults to pool options and checks every value, so that a mistake is reported before
