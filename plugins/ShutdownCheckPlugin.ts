@@ -4,7 +4,7 @@ import { PreforkError, toError } from '../src/errors.js';
 import type { PoolPlugin, ShutdownRequest } from '../src/pool/hooks.js';
 import type { Pool } from '../src/pool/Pool.js';
 import type { PoolStats } from '../src/pool/stats.js';
-import { integer, invalid as invalidOption, pluginOptions } from '../src/pool/optionChecks.js';
+import { invalid as invalidOption, milliseconds, pluginOptions } from '../src/pool/optionChecks.js';
 
 const PLUGIN_NAME = 'ShutdownCheckPlugin';
 const OPTION_KEYS: ReadonlySet<string> = new Set(['stopFile', 'stopFileWhen', 'maxUptime', 'idleShutdown', 'predicate', 'drainBacklog', 'shutdownToken', 'allowShutdownRequests', 'honourRequest']);
@@ -80,15 +80,15 @@ export class ShutdownCheckPlugin implements PoolPlugin {
     if (options.honourRequest !== undefined && typeof options.honourRequest !== 'function') throw invalid('honourRequest', 'a function (request) => boolean', options.honourRequest);
     if (options.allowShutdownRequests !== undefined && typeof options.allowShutdownRequests !== 'boolean') throw invalid('allowShutdownRequests', 'true or false', options.allowShutdownRequests);
     const drainBacklog = options.drainBacklog ?? false;
-    if (typeof drainBacklog !== 'boolean') integer(`${PLUGIN_NAME} drainBacklog`, drainBacklog, 0, 0);
+    if (typeof drainBacklog !== 'boolean') milliseconds(`${PLUGIN_NAME} drainBacklog`, drainBacklog, 0, 0);
     const tokens = options.shutdownToken === undefined ? undefined : Array.isArray(options.shutdownToken) ? options.shutdownToken : [options.shutdownToken];
     if (tokens && (tokens.length === 0 || tokens.some((token) => typeof token !== 'string' || token === ''))) throw invalid('shutdownToken', 'a non-empty string or an array of them', options.shutdownToken);
     this.#tokens = tokens ? new Set(tokens) : undefined;
     this.#options = {
       ...options,
       stopFileWhen,
-      maxUptime: integer(`${PLUGIN_NAME} maxUptime`, options.maxUptime, 0, 0),
-      idleShutdown: integer(`${PLUGIN_NAME} idleShutdown`, options.idleShutdown, 0, 0),
+      maxUptime: milliseconds(`${PLUGIN_NAME} maxUptime`, options.maxUptime, 0, 0),
+      idleShutdown: milliseconds(`${PLUGIN_NAME} idleShutdown`, options.idleShutdown, 0, 0),
       allowShutdownRequests: options.allowShutdownRequests ?? true,
       drainBacklog,
     };

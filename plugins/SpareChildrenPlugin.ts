@@ -1,6 +1,6 @@
 import type { ChildInfo } from '../src/pool/Child.js';
 import type { SpawningPolicy } from '../src/pool/hooks.js';
-import { integer, pluginOptions, pluginScope } from '../src/pool/optionChecks.js';
+import { integer, milliseconds, pluginOptions, pluginScope } from '../src/pool/optionChecks.js';
 import type { Pool } from '../src/pool/Pool.js';
 import { resolveSpawningBounds, type SpawningBounds } from '../src/pool/policyOptions.js';
 
@@ -61,9 +61,9 @@ export class SpareChildrenPlugin implements SpawningPolicy {
     const resolved: Required<SpareChildrenOptions> = {
       ...resolveSpawningBounds(raw, scope),
       maxSpawnRate: integer(scope.key('maxSpawnRate'), raw.maxSpawnRate, 32, 1),
-      backoffInitial: integer(scope.key('backoffInitial'), raw.backoffInitial, 100, 1),
-      backoffMax: integer(scope.key('backoffMax'), raw.backoffMax, 30000, 1),
-      failedStartWindow: integer(scope.key('failedStartWindow'), raw.failedStartWindow, 1000, 0),
+      backoffInitial: milliseconds(scope.key('backoffInitial'), raw.backoffInitial, 100, 1),
+      backoffMax: milliseconds(scope.key('backoffMax'), raw.backoffMax, 30000, 1),
+      failedStartWindow: milliseconds(scope.key('failedStartWindow'), raw.failedStartWindow, 1000, 0),
     };
     scope.ordered('backoffInitial', resolved.backoffInitial, 'backoffMax', resolved.backoffMax);
     this.#options = resolved;

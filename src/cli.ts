@@ -233,8 +233,16 @@ class Server {
     return this.#stopRequested;
   }
 
+  /**
+   * Queues a signal. A storm of others is cut at SIGNAL_QUEUE_LIMIT, but a stop is never dropped:
+   * it goes first, ahead of the reloads and resizes still waiting (they no longer matter).
+   */
   #record(signal: HandledSignal): void {
-    if (this.#queue.length < SIGNAL_QUEUE_LIMIT) this.#queue.push(signal);
+    if (signal === 'SIGTERM' || signal === 'SIGINT') {
+      if (!this.#queue.some((queued) => queued === 'SIGTERM' || queued === 'SIGINT')) this.#queue.unshift(signal);
+    } else if (this.#queue.length < SIGNAL_QUEUE_LIMIT) {
+      this.#queue.push(signal);
+    }
     this.#wake?.();
   }
 

@@ -1,4 +1,5 @@
 import type { Logger, LogLevel } from './child/types.js';
+import { jsonSafe } from './jsonSafe.js';
 
 export type { Logger, LogLevel } from './child/types.js';
 
@@ -38,15 +39,15 @@ export function createLogger(options: LoggerOptions = {}): StreamLogger {
 
   function write(lineLevel: LogLevel, message: string, fields?: Record<string, unknown>): void {
     if (LOG_LEVEL_RANK[lineLevel] > threshold) return;
-    const time = new Date();
+    const time = new Date().toISOString();
+    const extra = ownFields(base, fields);
     if (pretty()) {
-      const extra = { ...base, ...fields };
       const rest = Object.entries(extra)
-        .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
+        .map(([key, value]) => `${escapeText(key)}=${typeof value === 'string' && PLAIN_VALUE.test(value) ? value : JSON.stringify(value)}`)
         .join(' ');
-      stream.write(`${time.toISOString()} ${lineLevel.toUpperCase().padEnd(5)} ${message}${rest ? ` ${rest}` : ''}\n`);
+      stream.write(`${time} ${lineLevel.toUpperCase().padEnd(5)} ${escapeText(String(message))}${rest ? ` ${rest}` : ''}\n`);
     } else {
-      stream.write(`${JSON.stringify({ time: time.toISOString(), level: lineLevel, msg: message, ...base, ...fields })}\n`);
+      stream.write(`${JSON.stringify({ time, level: lineLevel, msg: String(message), ...extra })}\n`);
     }
   }
 
@@ -62,6 +63,25 @@ export function createLogger(options: LoggerOptions = {}): StreamLogger {
       stream = next;
     },
   };
+}
+
+/** The keys every line starts with; a field of that name is written as `field.<name>`, never over them. */
+const RESERVED = new Set(['time', 'level', 'msg']);
+
+/** A pretty-printed value that needs no quotes: no space, quote, `=`, control or line-separator character. */
+const PLAIN_VALUE = /^[^\s"=\p{Cc}\u2028\u2029]+$/u;
+
+/** The fields of one line, JSON-safe, none of them replacing `time`, `level` or `msg`. */
+function ownFields(base: Record<string, unknown>, fields: Record<string, unknown> | undefined): Record<string, unknown> {
+  const merged = jsonSafe(fields === undefined ? base : { ...base, ...fields }) as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(merged)) out[RESERVED.has(key) ? `field.${key}` : key] = value;
+  return out;
+}
+
+/** Text for a pretty line: control characters (a newline would start a forged line) escaped as in JSON. */
+function escapeText(text: string): string {
+  return text.replace(/[\p{Cc}\u2028\u2029]/gu, (char) => JSON.stringify(char).slice(1, -1));
 }
 
 /** A logger that drops everything. */

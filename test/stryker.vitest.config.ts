@@ -8,6 +8,8 @@ export default defineConfig({
       'test/unit/channel/*.test.ts',
       'test/unit/config/*.test.ts',
       'test/unit/pool/options.test.ts',
+      'test/unit/pool/policyOptions.test.ts',
+      'test/unit/logger.test.ts',
       'test/unit/protocols/scgi.test.ts',
       'test/unit/protocols/scgi-fuzz.test.ts',
       'test/unit/plugins/options.test.ts',

@@ -108,12 +108,15 @@ export function constantFrame(type: FrameType, argument = 0, count = 0): Buffer 
 export type FrameListener = (type: number, argument: number, payload: unknown, count: number) => void;
 
 /**
- * Turns a byte stream into frames, whatever way the stream was cut into chunks. Frames without a
- * payload are decoded straight from the chunk; only a frame split across chunks is copied.
+ * Turns a byte stream into frames, whatever way the stream was cut into chunks, in time linear in
+ * the bytes: frames are decoded straight from the chunk, and a frame cut across chunks is copied
+ * once into a buffer of its own size (known from its header), never re-joined with each new chunk.
  */
 export class FrameDecoder {
   readonly #onFrame: FrameListener;
-  #pending: Buffer | undefined;
+  /** A frame being put together: its header (8 bytes) until that is complete, then the whole frame. */
+  #partial: Buffer | undefined;
+  #filled = 0;
 
   constructor(onFrame: FrameListener) {
     this.#onFrame = onFrame;
@@ -121,35 +124,75 @@ export class FrameDecoder {
 
   /** Feeds bytes; calls the listener for every complete frame. Throws PREFORK_ERR_CHANNEL on garbage. */
   push(chunk: Buffer): void {
-    let data = chunk;
-    if (this.#pending) {
-      data = Buffer.concat([this.#pending, chunk]);
-      this.#pending = undefined;
-    }
-    let offset = 0;
-    const end = data.length;
+    let offset = this.#partial ? this.#complete(chunk) : 0;
+    const end = chunk.length;
     while (end - offset >= FRAME_HEADER_SIZE) {
-      const type = data[offset]!;
-      const count = data[offset + 1]!;
-      const argument = data[offset + 2]! | (data[offset + 3]! << 8);
-      const length = data.readUInt32LE(offset + 4);
-      if (!KNOWN_TYPES.has(type) || (count !== 0 && !COUNTED_TYPES.has(type)) || length > MAX_PAYLOAD_SIZE) {
-        throw new PreforkError('PREFORK_ERR_CHANNEL', `corrupt frame on the control channel (type ${type}, length ${length})`);
-      }
+      const length = checkHeader(chunk, offset);
       if (end - offset - FRAME_HEADER_SIZE < length) break;
-      let payload: unknown;
-      if (length > 0) {
-        const text = data.toString('utf8', offset + FRAME_HEADER_SIZE, offset + FRAME_HEADER_SIZE + length);
-        try {
-          payload = JSON.parse(text);
-        } catch (error) {
-          throw new PreforkError('PREFORK_ERR_CHANNEL', `frame of type ${type} carries a payload that is not JSON`, { cause: error });
-        }
-      }
+      this.#emit(chunk, offset, length);
       offset += FRAME_HEADER_SIZE + length;
-      this.#onFrame(type, argument, payload, count);
     }
-    // Copy the tail: it must not pin (or alias) the whole chunk it came from.
-    if (offset < end) this.#pending = Buffer.from(data.subarray(offset));
+    if (offset < end) this.#begin(chunk, offset);
   }
+
+  /** Keeps the start of a frame that goes on in the next chunk. */
+  #begin(chunk: Buffer, offset: number): void {
+    const available = chunk.length - offset;
+    const size = available >= FRAME_HEADER_SIZE ? FRAME_HEADER_SIZE + checkHeader(chunk, offset) : FRAME_HEADER_SIZE;
+    this.#partial = Buffer.allocUnsafe(size);
+    this.#filled = chunk.copy(this.#partial, 0, offset);
+  }
+
+  /** Adds the start of `chunk` to the frame under way; returns how many bytes of `chunk` it took. */
+  #complete(chunk: Buffer): number {
+    let used = 0;
+    let partial = this.#partial!;
+    if (this.#filled < FRAME_HEADER_SIZE) {
+      const taken = chunk.copy(partial, this.#filled, 0, FRAME_HEADER_SIZE - this.#filled);
+      this.#filled += taken;
+      used += taken;
+      if (this.#filled < FRAME_HEADER_SIZE) return used;
+      const length = checkHeader(partial, 0);
+      if (length > 0) {
+        const frame = Buffer.allocUnsafe(FRAME_HEADER_SIZE + length);
+        partial.copy(frame, 0, 0, FRAME_HEADER_SIZE);
+        partial = this.#partial = frame;
+      }
+    }
+    const taken = chunk.copy(partial, this.#filled, used, used + partial.length - this.#filled);
+    this.#filled += taken;
+    used += taken;
+    if (this.#filled < partial.length) return used;
+    this.#partial = undefined;
+    this.#filled = 0;
+    this.#emit(partial, 0, partial.length - FRAME_HEADER_SIZE);
+    return used;
+  }
+
+  #emit(data: Buffer, offset: number, length: number): void {
+    const type = data[offset]!;
+    const count = data[offset + 1]!;
+    const argument = data[offset + 2]! | (data[offset + 3]! << 8);
+    let payload: unknown;
+    if (length > 0) {
+      const text = data.toString('utf8', offset + FRAME_HEADER_SIZE, offset + FRAME_HEADER_SIZE + length);
+      try {
+        payload = JSON.parse(text);
+      } catch (error) {
+        throw new PreforkError('PREFORK_ERR_CHANNEL', `frame of type ${type} carries a payload that is not JSON`, { cause: error });
+      }
+    }
+    this.#onFrame(type, argument, payload, count);
+  }
+}
+
+/** Checks the header at `offset` and returns its payload length. Throws PREFORK_ERR_CHANNEL on garbage. */
+function checkHeader(data: Buffer, offset: number): number {
+  const type = data[offset]!;
+  const count = data[offset + 1]!;
+  const length = data.readUInt32LE(offset + 4);
+  if (!KNOWN_TYPES.has(type) || (count !== 0 && !COUNTED_TYPES.has(type)) || length > MAX_PAYLOAD_SIZE) {
+    throw new PreforkError('PREFORK_ERR_CHANNEL', `corrupt frame on the control channel (type ${type}, length ${length})`);
+  }
+  return length;
 }

@@ -2,6 +2,7 @@ import { Socket } from 'node:net';
 import { Channel } from '../channel/Channel.js';
 import { pathToFileURL } from 'node:url';
 import { constantFrame, encodeFrame, Order, Status, type FrameType } from '../channel/frames.js';
+import { clip, MAX_LABEL_LENGTH, MAX_TEXT_LENGTH, shapeErrorReport, shapeLogLine } from '../channel/payloads.js';
 import { PreforkError, toError } from '../errors.js';
 import { LOG_LEVEL_RANK } from '../logger.js';
 import * as native from '../native/index.js';
@@ -113,7 +114,7 @@ export class ChildRuntime {
       await this.#handler.init?.(this.#ctx);
     } catch (error) {
       const err = toError(error);
-      this.#channel.send(encodeFrame(Status.INIT_FAILED, 0, { message: err.message, stack: err.stack, code: (err as { code?: string }).code, where: 'init' }));
+      this.#channel.send(encodeFrame(Status.INIT_FAILED, 0, shapeErrorReport(err, 'init')));
       this.#exit(EXIT_INIT_FAILED);
       return;
     }
@@ -130,7 +131,7 @@ export class ChildRuntime {
     const threshold = LOG_LEVEL_RANK[this.#boot.logLevel] ?? LOG_LEVEL_RANK.info;
     const log = (level: LogLevel) => (message: string, fields?: Record<string, unknown>) => {
       if (LOG_LEVEL_RANK[level] > threshold) return;
-      runtime.#sendPayload(Status.LOG, { level, message: String(message), fields });
+      runtime.#sendPayload(Status.LOG, shapeLogLine(level, message, fields));
     };
     const logger: Logger = { error: log('error'), warn: log('warn'), info: log('info'), debug: log('debug') };
     return {
@@ -142,10 +143,10 @@ export class ChildRuntime {
         return runtime.#connections;
       },
       requestShutdown(reason?: string, token?: string) {
-        runtime.#sendPayload(Status.SHUTDOWN_REQUEST, { reason, token });
+        runtime.#sendPayload(Status.SHUTDOWN_REQUEST, { reason: reason === undefined ? undefined : clip(reason, MAX_TEXT_LENGTH), token: token === undefined ? undefined : clip(token, MAX_LABEL_LENGTH) });
       },
       retire(reason?: string) {
-        runtime.#sendPayload(Status.EXITING, { reason });
+        runtime.#sendPayload(Status.EXITING, { reason: reason === undefined ? undefined : clip(reason, MAX_TEXT_LENGTH) });
         runtime.#stop();
       },
     };
@@ -277,7 +278,7 @@ export class ChildRuntime {
 
   #reportError(error: unknown, where: string): void {
     const err = toError(error);
-    this.#sendPayload(Status.ERROR, { message: err.message, stack: err.stack, code: (err as { code?: string }).code, where });
+    this.#sendPayload(Status.ERROR, shapeErrorReport(err, where));
   }
 
   #uncaught(error: unknown): void {

@@ -7,6 +7,7 @@ import { checkStarted, findChildEntry, spawnChild, stopChild, watchdog } from '.
 import { createCounters, type PluginSet, type PoolContext, type PoolOutcome } from './context.js';
 import { beginReload, prepareReload } from './generations.js';
 import { guardTaps } from './guard.js';
+import { milliseconds } from './optionChecks.js';
 import { createPoolHooks, type PoolHooks, type PoolPlugin } from './hooks.js';
 import { bindListeners, watch } from './listeners.js';
 import { resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options.js';
@@ -92,9 +93,12 @@ export class Pool {
       listeners: [],
       children: [],
       nextChildId: 0,
+      spawnFailures: 0,
+      spawnRetryAt: 0,
       generation: 1,
       spawnGeneration: 1,
       reload: undefined,
+      readyGenerations: new Set(),
       startedAt: 0,
       dispatchScheduled: false,
       firstListener: 0,
@@ -157,6 +161,7 @@ export class Pool {
     if (ctx.stopping) return ctx.stopping;
     const drainMs = options.drainMs ?? 0;
     if (!Number.isInteger(drainMs) || drainMs < 0) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `stop: drainMs: expected a non-negative integer (ms), got ${JSON.stringify(drainMs)}`);
+    milliseconds('stop: drainMs', drainMs, 0, 0);
     ctx.stopping = shutdown(ctx, reason, false, drainMs);
     return ctx.stopping;
   }

@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Channel } from '../channel/Channel.js';
 import type { ChildBootstrap } from '../child/bootstrap.js';
-import { PreforkError } from '../errors.js';
+import { PreforkError, toError } from '../errors.js';
 import * as native from '../native/index.js';
 import { Child, type ChildState, type ChildTimeoutKind, type SpawnRequest } from './Child.js';
 import type { PoolContext } from './context.js';
@@ -12,6 +12,9 @@ import { resolveOrder } from './dispatch.js';
 import { abandonReload } from './generations.js';
 import { watch } from './listeners.js';
 import { routeFrame } from './routing.js';
+
+/** How long after a child's exit its stdio may stay open before it is reaped anyway. */
+const REAP_AFTER_EXIT_MS = 100;
 
 /**
  * Spawning and reaping: fork a child, tell it to stop, kill it, reap it, and the watchdog that
@@ -36,7 +39,7 @@ export function moveChild(ctx: PoolContext, child: Child, next: ChildState): boo
  */
 export function spawnChild(ctx: PoolContext): Child | undefined {
   if (ctx.state !== 'starting' && ctx.state !== 'running') return undefined;
-  if (ctx.fatal) return undefined;
+  if (ctx.fatal || Date.now() < ctx.spawnRetryAt) return undefined;
   const generation = ctx.spawnGeneration;
   let live = 0;
   for (const child of ctx.children) if (child.generation === generation && child.state !== 'stopping') live++;
@@ -46,30 +49,25 @@ export function spawnChild(ctx: PoolContext): Child | undefined {
   const hooks = ctx.current.hooks;
   if (hooks.beforeSpawn.call(request) === false) return undefined;
   ctx.nextChildId = id;
-  // The control channel: a socketpair whose child end becomes the child's fd 3; the listening
-  // sockets follow from fd 4.
-  const [parentEnd, childEnd] = native.socketpair();
-  const stdio: ('ignore' | 'inherit' | 'pipe' | number)[] = ['ignore', 'inherit', ctx.options.childStderr, childEnd];
-  for (const listener of ctx.listeners) stdio.push(listener.fd);
-  let proc;
+  let forked: { proc: ChildProcess; channelFd: number };
   try {
-    proc = spawn(process.execPath, [...request.execArgv, ctx.childEntry], {
-      stdio,
-      env: request.env as NodeJS.ProcessEnv,
-      cwd: ctx.options.cwd,
-      uid: ctx.options.uid,
-      gid: ctx.options.gid,
-    });
+    forked = fork(ctx, request);
   } catch (error) {
-    native.close(parentEnd);
-    throw error;
-  } finally {
-    native.close(childEnd);
+    // EMFILE, ENOMEM, a bad env value: logged, and spawning backs off instead of crashing the
+    // parent or retrying on every turn.
+    spawnFailed(ctx, id, error);
+    return undefined;
+  }
+  const { proc, channelFd } = forked;
+  if (ctx.spawnFailures > 0) {
+    ctx.logger.info('forking works again', { child: id, failures: ctx.spawnFailures });
+    ctx.spawnFailures = 0;
+    ctx.spawnRetryAt = 0;
   }
   const child = new Child(id, generation, ctx.options.children.slots, proc, Date.now());
-  child.channel = new Channel(parentEnd, {
+  child.channel = new Channel(channelFd, {
     onFrame: (type, argument, payload, count) => routeFrame(ctx, child, type, argument, payload, count),
-    // EOF comes when the child exits; the process's 'close' event (below) does the reaping.
+    // EOF comes when the child exits; its 'exit' event (below) does the reaping.
     onClose: () => {},
     onError: (error) => {
       ctx.logger.error('killing child after a control channel error', { child: child.id, pid: child.pid, error: error.message });
@@ -86,9 +84,49 @@ export function spawnChild(ctx: PoolContext): Child | undefined {
     ctx.logger.error('could not fork a child', { child: id, error: error.message });
     if (proc.pid === undefined) reap(ctx, child, null, null);
   });
-  proc.on('close', (code, signal) => reap(ctx, child, code, signal));
+  // Reaped at its exit: once its stdio closes too (so the stderr tail is complete), or shortly
+  // after the exit when it does not (a grandchild still holds the child's stderr).
+  proc.once('exit', (code, signal) => {
+    const late = setTimeout(() => reap(ctx, child, code, signal), REAP_AFTER_EXIT_MS);
+    proc.once('close', () => {
+      clearTimeout(late);
+      reap(ctx, child, code, signal);
+    });
+  });
   hooks.onChildStart.call(child);
   return child;
+}
+
+/**
+ * Forks the child process. The control channel is a socketpair whose child end becomes the
+ * child's fd 3; the listening sockets follow from fd 4. Throws when either step fails.
+ */
+function fork(ctx: PoolContext, request: SpawnRequest): { proc: ChildProcess; channelFd: number } {
+  const [parentEnd, childEnd] = native.socketpair();
+  const stdio: ('ignore' | 'inherit' | 'pipe' | number)[] = ['ignore', 'inherit', ctx.options.childStderr, childEnd];
+  for (const listener of ctx.listeners) stdio.push(listener.fd);
+  try {
+    const { execArgv, env } = request;
+    const { cwd, uid, gid } = ctx.options;
+    return { proc: spawn(process.execPath, [...execArgv, ctx.childEntry], { stdio, env: env as NodeJS.ProcessEnv, cwd, uid, gid }), channelFd: parentEnd };
+  } catch (error) {
+    native.close(parentEnd);
+    throw error;
+  } finally {
+    native.close(childEnd);
+  }
+}
+
+/** First wait after a fork that failed; it doubles with each failure in a row, up to the cap. */
+const SPAWN_BACKOFF_FIRST_MS = 100;
+const SPAWN_BACKOFF_MAX_MS = 30_000;
+
+/** A fork failed before a child existed: log the first of a series, and hold spawning back. */
+function spawnFailed(ctx: PoolContext, id: number, error: unknown): void {
+  const delay = Math.min(SPAWN_BACKOFF_FIRST_MS * 2 ** Math.min(ctx.spawnFailures, 20), SPAWN_BACKOFF_MAX_MS);
+  ctx.spawnFailures++;
+  ctx.spawnRetryAt = Date.now() + delay;
+  if (ctx.spawnFailures === 1) ctx.logger.error('could not fork a child; retrying with back-off', { child: id, error: toError(error).message, backoffMs: delay });
 }
 
 /** Tells a child to finish its connections and exit within `timeouts.stop`. */
@@ -151,8 +189,8 @@ export function reap(ctx: PoolContext, child: Child, code: number | null, signal
   if (!child.expectedExit) counters.crashes++;
   child.channel.close();
   ctx.current.hooks.onChildExit.call(child, { code, signal, state, lost, failedStart, expected: child.expectedExit, lifetimeMs: Date.now() - child.startedAt });
-  if (ctx.reload && child.generation === ctx.reload.generation && !ctx.children.some((c) => c.generation === child.generation)) {
-    abandonReload(ctx, `every child of the new generation exited before it was ready (last: code ${code}, signal ${signal})`);
+  if (ctx.reload && child.generation === ctx.reload.generation && child.readyAt === 0) {
+    abandonReload(ctx, `a child of the new generation exited before it was ready (code ${code}, signal ${signal})`);
   }
   checkStarted(ctx);
   if (ctx.state === 'running' && startingCount(ctx, ctx.spawnGeneration) === 0) {

@@ -24,6 +24,8 @@ export interface PluginSet {
 /** A reload under way: its generation, and what to restore when it fails. */
 export interface ReloadInProgress {
   readonly generation: number;
+  /** Ready children of the new generation it takes to commit. */
+  readonly needed: number;
   readonly previousOptions: ResolvedPoolOptions;
   readonly previousPlugins: PluginSet;
 }
@@ -50,11 +52,16 @@ export interface PoolContext {
   /** Children not yet reaped, in spawn order (so the first idle one is the oldest). */
   readonly children: Child[];
   nextChildId: number;
+  /** Forks that failed in a row (EMFILE, ENOMEM, ...), and when spawning may be tried again. */
+  spawnFailures: number;
+  spawnRetryAt: number;
   /** Generation whose children get orders. */
   generation: number;
   /** Generation new children are spawned in (ahead of `generation` during a reload). */
   spawnGeneration: number;
   reload: ReloadInProgress | undefined;
+  /** Generations that had a child ready at least once: an init failure there is an outage, not a broken handler. */
+  readonly readyGenerations: Set<number>;
   startedAt: number;
   /** A dispatch is scheduled for after this loop turn's status reports. */
   dispatchScheduled: boolean;

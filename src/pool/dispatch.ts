@@ -221,6 +221,12 @@ export function resolveOrder(ctx: PoolContext, child: Child, timedOut: boolean):
 
 /** Step 9. DONE: the child finished a connection (and its chain grant, if any, has ended). */
 export function onDone(ctx: PoolContext, child: Child): void {
+  if (child.active < 1) {
+    // Like an answer to an order it never got: the child's count and the parent's disagree.
+    ctx.logger.error('child reported a connection done that it never accepted; killing it', { child: child.id, pid: child.pid, state: child.state });
+    kill(ctx, child);
+    return;
+  }
   child.chainLeft = 0;
   child.active--;
   child.served++;

@@ -5,9 +5,11 @@ import type { ResolvedPoolOptions } from './options.js';
 
 /**
  * Generations: a reload starts a new generation of children with the new options and plugins,
- * while the old children keep serving. The first child of the new generation that reports ready
- * commits it (old idle children are retired, busy ones at their DONE); if none gets there, the
- * reload is abandoned and the previous options and plugins are restored.
+ * while the old children keep serving. Once as many children of the new generation as it started
+ * with (`children.start`) have reported ready, it commits (old idle children are retired, busy ones
+ * at their DONE), so the pool never serves with fewer children than before. If they cannot all be
+ * forked, or one fails before it is ready, the reload is abandoned: its children are stopped and the
+ * previous options and plugins are restored.
  */
 
 /**
@@ -28,18 +30,33 @@ export function prepareReload(ctx: PoolContext): number {
  * in force), remembering `previous` to restore should the generation never get ready.
  */
 export function beginReload(ctx: PoolContext, generation: number, options: ResolvedPoolOptions, plugins: PluginSet, previous: { options: ResolvedPoolOptions; plugins: PluginSet }): void {
-  ctx.reload = { generation, previousOptions: previous.options, previousPlugins: previous.plugins };
+  const { start, min, max } = options.children;
+  const needed = Math.max(1, Math.min(start || min || 1, max));
+  ctx.reload = { generation, needed, previousOptions: previous.options, previousPlugins: previous.plugins };
   ctx.options = options;
   ctx.current = plugins;
   ctx.spawnGeneration = generation;
-  const { start, min, max } = options.children;
-  const count = Math.max(1, Math.min(start || min || 1, max));
-  for (let i = 0; i < count; i++) spawnChild(ctx);
+  let spawned = 0;
+  for (let i = 0; i < needed; i++) if (spawnChild(ctx)) spawned++;
+  // All or nothing: a generation that cannot be forked in full does not replace the old one.
+  if (spawned < needed) {
+    abandonReload(ctx, `only ${spawned} of the ${needed} children of the new generation could be forked (a fork failed or beforeSpawn vetoed)`);
+    return;
+  }
   ctx.current.hooks.afterReload.call({ generation });
 }
 
-/** A child of the new generation is ready: it serves from now on; old idle and starting children go. */
-export function commitReload(ctx: PoolContext): void {
+/** A child of the new generation reported ready: the reload commits once `needed` of them have. */
+export function childReadyInReload(ctx: PoolContext, generation: number): void {
+  const reload = ctx.reload;
+  if (!reload || generation !== reload.generation) return;
+  let ready = 0;
+  for (const child of ctx.children) if (child.generation === generation && child.readyAt > 0 && child.state !== 'stopping') ready++;
+  if (ready >= reload.needed) commitReload(ctx);
+}
+
+/** The new generation has its children ready: it serves from now on; old idle and starting children go. */
+function commitReload(ctx: PoolContext): void {
   const reload = ctx.reload!;
   ctx.reload = undefined;
   ctx.generation = reload.generation;

@@ -1,4 +1,4 @@
-import { unlinkSync } from 'node:fs';
+import { lstatSync, unlinkSync } from 'node:fs';
 import { PreforkError, toError } from '../errors.js';
 import * as native from '../native/index.js';
 import type { ListenerInfo, Watcher } from '../native/index.js';
@@ -44,6 +44,8 @@ export interface Listener {
   readonly queueKnown: boolean;
   /** A Unix socket file this pool created and must remove. */
   readonly ownedPath: string | undefined;
+  /** That file's device and inode, so that a socket a newer server bound at the same path is left alone. */
+  readonly ownedFile: { dev: number; ino: number } | undefined;
   /** Change it only through {@link moveListener}. */
   state: ListenerState;
   readableAt: number;
@@ -110,6 +112,7 @@ function addListener(ctx: PoolContext, info: ListenerInfo, target: ListenTarget,
     watcher: native.createWatcher(info.fd, () => onReadable(ctx, listener)),
     queueKnown,
     ownedPath,
+    ownedFile: ownedPath === undefined ? undefined : fileIdentity(ownedPath),
     state: 'closed',
     readableAt: 0,
     outstanding: 0,
@@ -151,12 +154,28 @@ export function refuseNewConnections(ctx: PoolContext): void {
   }
 }
 
+/**
+ * Removes the socket file this pool bound, unless the path now names another file: a server
+ * started after this one (a restart) may have replaced it with its own socket while this one stops.
+ */
 function removeSocketFile(listener: Listener): void {
-  if (!listener.ownedPath) return;
+  if (!listener.ownedPath || !listener.ownedFile) return;
+  const now = fileIdentity(listener.ownedPath);
+  if (!now || now.dev !== listener.ownedFile.dev || now.ino !== listener.ownedFile.ino) return;
   try {
     unlinkSync(listener.ownedPath);
   } catch {
     // Already gone: nothing to clean.
+  }
+}
+
+/** The device and inode of `path` itself (a symlink is not followed), or undefined when it is gone. */
+function fileIdentity(path: string): { dev: number; ino: number } | undefined {
+  try {
+    const stats = lstatSync(path);
+    return { dev: stats.dev, ino: stats.ino };
+  } catch {
+    return undefined;
   }
 }
 

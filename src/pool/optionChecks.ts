@@ -34,6 +34,19 @@ export function integer(key: string, value: unknown, fallback: number, min: numb
   return value;
 }
 
+/** The longest delay Node's timers take (2^31 - 1 ms, about 24.8 days); a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Checks a duration in milliseconds: an integer from `min` to {@link MAX_TIMER_MS}. */
+export function milliseconds(key: string, value: unknown, fallback: number, min: number): number {
+  const ms = integer(key, value, fallback, min);
+  if (ms > MAX_TIMER_MS) throw invalid(key, TIMER_LIMIT, value);
+  return ms;
+}
+
+/** What an error says of a delay above {@link MAX_TIMER_MS}. */
+export const TIMER_LIMIT = `at most ${MAX_TIMER_MS} ms (the longest delay Node's timers take)`;
+
 /** An options object (undefined reads as `{}`); anything else is refused, naming `key`. */
 export function object(key: string, value: unknown): Record<string, unknown> {
   if (value === undefined) return {};

@@ -4,7 +4,7 @@ import { PreforkError } from '../errors.js';
 import { LOG_LEVELS } from '../logger.js';
 import type { Logger, LogLevel } from '../child/types.js';
 import type { PoolPlugin } from './hooks.js';
-import { checkKeys, describe, integer, invalid, object, sectionScope } from './optionChecks.js';
+import { checkKeys, describe, integer, invalid, milliseconds, object, sectionScope } from './optionChecks.js';
 import { resolveOverloadOptions, resolveRecycleSection, resolveSpawningBounds, SPAWNING_DEFAULTS, type OverloadOptions, type RecycleOptions, type ResolvedRecycleOptions, type SpawningBounds } from './policyOptions.js';
 import { checkProtocolOptions } from '../protocols/index.js';
 
@@ -244,9 +244,9 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
   const timeoutsRaw = object('timeouts', options.timeouts);
   checkKeys('timeouts.', timeoutsRaw, TIMEOUT_KEYS);
   const timeouts: TimeoutOptions = {
-    accept: integer('timeouts.accept', timeoutsRaw.accept, TIMEOUT_DEFAULTS.accept, 1),
-    start: integer('timeouts.start', timeoutsRaw.start, TIMEOUT_DEFAULTS.start, 1),
-    stop: integer('timeouts.stop', timeoutsRaw.stop, TIMEOUT_DEFAULTS.stop, 0),
+    accept: milliseconds('timeouts.accept', timeoutsRaw.accept, TIMEOUT_DEFAULTS.accept, 1),
+    start: milliseconds('timeouts.start', timeoutsRaw.start, TIMEOUT_DEFAULTS.start, 1),
+    stop: milliseconds('timeouts.stop', timeoutsRaw.stop, TIMEOUT_DEFAULTS.stop, 0),
   };
 
   const plugins = options.plugins ?? [];
@@ -289,7 +289,7 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
     deferAccept: integer('deferAccept', options.deferAccept, 0, 0, 3600),
     children,
     timeouts,
-    tickInterval: integer('tickInterval', options.tickInterval, 1000, 10),
+    tickInterval: milliseconds('tickInterval', options.tickInterval, 1000, 10),
     plugins,
     defaultPlugins: options.defaultPlugins ?? true,
     logger: options.logger,

@@ -1,5 +1,5 @@
 import { PreforkError } from '../errors.js';
-import { checkKeys, integer, invalid, object, sectionScope, type OptionScope } from './optionChecks.js';
+import { checkKeys, integer, invalid, milliseconds, object, sectionScope, type OptionScope } from './optionChecks.js';
 
 /**
  * The options of the policies the default plugins carry out (spawning bounds, overload, recycling),
@@ -135,9 +135,9 @@ export function resolveRecycleOptions(raw: Record<string, unknown>, scope: Optio
   const options: ResolvedRecycleOptions = {
     maxConnectionsPerChild: integer(scope.key('maxConnectionsPerChild'), raw.maxConnectionsPerChild, 0, 0),
     jitter: integer(scope.key('jitter'), raw.jitter, 0, 0),
-    maxChildAge: integer(scope.key('maxChildAge'), raw.maxChildAge, 0, 0),
+    maxChildAge: milliseconds(scope.key('maxChildAge'), raw.maxChildAge, 0, 0),
     maxChildMemory: raw.maxChildMemory === undefined ? 0 : parseMemorySize(scope.key('maxChildMemory'), raw.maxChildMemory),
-    idleChildTimeout: integer(scope.key('idleChildTimeout'), raw.idleChildTimeout, 0, 0),
+    idleChildTimeout: milliseconds(scope.key('idleChildTimeout'), raw.idleChildTimeout, 0, 0),
   };
   if (options.jitter > 0 && options.maxConnectionsPerChild === 0) {
     throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${scope.key('jitter')}: only applies with maxConnectionsPerChild > 0 (jitter is ${options.jitter}, maxConnectionsPerChild is 0)`);

@@ -1,11 +1,11 @@
 import { Status } from '../channel/frames.js';
-import { parseLogLine } from '../channel/payloads.js';
+import { parseErrorReport, parseExitingReason, parseLogLine, parseShutdownRequest } from '../channel/payloads.js';
 import { PreforkError } from '../errors.js';
 import type { Child } from './Child.js';
 import { checkStarted, kill, stopChild } from './children.js';
 import type { PoolContext } from './context.js';
 import { onAnswer, onChained, onDone, settle } from './dispatch.js';
-import { abandonReload, commitReload } from './generations.js';
+import { abandonReload, childReadyInReload } from './generations.js';
 import type { ChildErrorInfo } from './hooks.js';
 import { shutdown } from './shutdown.js';
 
@@ -16,6 +16,11 @@ import { shutdown } from './shutdown.js';
  * sends selects a method or a code path here.
  */
 export function routeFrame(ctx: PoolContext, child: Child, type: number, _argument: number, payload: unknown, count: number): void {
+  // The hot-path reports carry no payload; one that does was not sent by the child runtime.
+  if (payload !== undefined && BARE.has(type)) {
+    refuse(ctx, child, `a frame of type ${type} carries a payload`);
+    return;
+  }
   switch (type) {
     case Status.ACCEPTED:
       onAnswer(ctx, child, true);
@@ -33,26 +38,31 @@ export function routeFrame(ctx: PoolContext, child: Child, type: number, _argume
       onReady(ctx, child);
       return;
     case Status.SHUTDOWN_REQUEST: {
-      const { reason, token } = (payload ?? {}) as { reason?: string; token?: string };
-      onShutdownRequest(ctx, child, reason, token);
+      const request = parseShutdownRequest(payload);
+      if (typeof request === 'string') refuse(ctx, child, request);
+      else onShutdownRequest(ctx, child, request.reason, request.token);
       return;
     }
-    case Status.EXITING:
-      stopChild(ctx, child, ((payload ?? {}) as { reason?: string }).reason ?? 'asked to be retired');
+    case Status.EXITING: {
+      const exiting = parseExitingReason(payload);
+      if (typeof exiting === 'string') refuse(ctx, child, exiting);
+      else stopChild(ctx, child, exiting.reason ?? 'asked to be retired');
       return;
+    }
     case Status.ERROR:
-      ctx.current.hooks.onChildError.call(child, errorInfo(payload));
+    case Status.INIT_FAILED: {
+      const report = parseErrorReport(payload);
+      if (typeof report === 'string') refuse(ctx, child, report);
+      else if (type === Status.ERROR) ctx.current.hooks.onChildError.call(child, report);
+      else onInitFailed(ctx, child, report);
       return;
-    case Status.INIT_FAILED:
-      onInitFailed(ctx, child, errorInfo(payload));
-      return;
+    }
     case Status.LOG: {
       // The level must not pick a method of the logger: `configure` or `setStream` would let a
       // child reopen the parent's log on any file, with the parent's privileges.
       const line = parseLogLine(payload);
       if (typeof line === 'string') {
-        ctx.logger.error('child sent an invalid log frame; killing it', { child: child.id, pid: child.pid, problem: line });
-        kill(ctx, child);
+        refuse(ctx, child, line, 'log frame');
         return;
       }
       ctx.current.hooks.onChildLog.call(child, line);
@@ -60,9 +70,17 @@ export function routeFrame(ctx: PoolContext, child: Child, type: number, _argume
       return;
     }
     default:
-      ctx.logger.error('child sent an unexpected frame; killing it', { child: child.id, type });
-      kill(ctx, child);
+      refuse(ctx, child, `a frame of type ${type}, which only the parent sends`);
   }
+}
+
+/** The reports that never carry a payload. */
+const BARE: ReadonlySet<number> = new Set([Status.ACCEPTED, Status.NOTHING, Status.DONE, Status.CHAINED, Status.READY]);
+
+/** A frame the child runtime never sends: the child is broken or compromised. */
+function refuse(ctx: PoolContext, child: Child, problem: string, what = 'frame'): void {
+  ctx.logger.error(`child sent an invalid ${what}; killing it`, { child: child.id, pid: child.pid, problem });
+  kill(ctx, child);
 }
 
 /** READY: a pending child reports idle for the first time (rule 5); the first of a new generation commits its reload. */
@@ -70,8 +88,9 @@ function onReady(ctx: PoolContext, child: Child): void {
   if (child.state !== 'starting') return;
   child.readyAt = Date.now();
   child.deadline = 0;
+  ctx.readyGenerations.add(child.generation);
   ctx.current.hooks.onChildReady.call(child);
-  if (ctx.reload && child.generation === ctx.reload.generation) commitReload(ctx);
+  childReadyInReload(ctx, child.generation);
   settle(ctx, child);
   checkStarted(ctx);
 }
@@ -86,7 +105,7 @@ function onShutdownRequest(ctx: PoolContext, child: Child, reason: string | unde
 /** The handler of a child could not be loaded or initialised. */
 function onInitFailed(ctx: PoolContext, child: Child, error: ChildErrorInfo): void {
   ctx.current.hooks.onChildError.call(child, error);
-  child.expectedExit = true;
+  // Not an expected exit: it is a failed start, which the spawning policy backs off from.
   if (ctx.reload && child.generation === ctx.reload.generation) {
     abandonReload(ctx, `a child of the new generation failed to start: ${error.message}`);
     return;
@@ -94,19 +113,8 @@ function onInitFailed(ctx: PoolContext, child: Child, error: ChildErrorInfo): vo
   // A handler that never started anywhere is broken: stop instead of respawning forever. One
   // that ran before and now fails (a database down at init) is a failed start, backed off by the
   // spawning policy.
-  const generationEverReady = ctx.children.some((c) => c.generation === child.generation && c.readyAt > 0) || ctx.counters.served > 0;
-  if (generationEverReady) return;
+  if (ctx.readyGenerations.has(child.generation)) return;
   ctx.fatal ??= new PreforkError('PREFORK_ERR_HANDLER_INIT', `the handler ${ctx.options.handler} failed to start: ${error.message}`, { cause: Object.assign(new Error(error.message), { stack: error.stack }) });
   if (ctx.state === 'starting') checkStarted(ctx);
   else if (!ctx.stopping) ctx.stopping = shutdown(ctx, 'the handler failed to start', false);
-}
-
-function errorInfo(payload: unknown): ChildErrorInfo {
-  const data = (payload ?? {}) as { message?: unknown; stack?: unknown; code?: unknown; where?: unknown };
-  return {
-    message: typeof data.message === 'string' ? data.message : 'unknown error',
-    stack: typeof data.stack === 'string' ? data.stack : undefined,
-    code: typeof data.code === 'string' ? data.code : undefined,
-    where: typeof data.where === 'string' ? data.where : 'unknown',
-  };
 }

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { PreforkError } from '../errors.js';
-import { describe } from '../pool/optionChecks.js';
+import { describe, MAX_TIMER_MS, TIMER_LIMIT } from '../pool/optionChecks.js';
 import type { ProtocolFactory } from '../child/types.js';
 
 /**
@@ -92,6 +92,8 @@ export function readIntegerOptions<Key extends string>(
     if (value === undefined) {
       result[key] = rule.default;
     } else if (typeof value === 'number' && Number.isSafeInteger(value) && value >= rule.min) {
+      // A delay above 2^31 - 1 ms would make Node's timer fire at once.
+      if (rule.unit === 'ms' && value > MAX_TIMER_MS) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${protocol}.${key}: expected ${TIMER_LIMIT}, got ${value}`);
       result[key] = value;
     } else {
       const kind = rule.min === 0 ? 'a non-negative integer' : 'a positive integer';

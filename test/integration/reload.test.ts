@@ -54,3 +54,37 @@ describe('pool.reload(options)', () => {
     expect(await ask(pool, 'who')).toMatch(/^1 /);
   });
 });
+
+describe('a reload is all or nothing', () => {
+  it('commits only once the new generation has children.start children ready, so capacity never drops', async () => {
+    const pool = await startPool({ children: { start: 3, min: 1, max: 6, minSpare: 0, maxSpare: 6 } });
+    const generationAtIdle: number[] = [];
+    pool.reload({ ...base, children: { start: 3, min: 1, max: 6, minSpare: 0, maxSpare: 6 }, env: { INIT_DELAY_MS: '50' } });
+    // Each new child, once ready, is idle before the commit (generation 1) but the third.
+    // Stage -200: recorded before waitFor's own tap (stage -100) looks at the count.
+    pool.hooks.onChildIdle.tap({ name: 'test', stage: -200 }, (child) => {
+      if (child.generation === 2 && generationAtIdle.length < 3) generationAtIdle.push(pool.generation);
+    });
+    await waitFor(pool.hooks.onChildIdle as never, () => generationAtIdle.length === 3);
+    expect(generationAtIdle).toEqual([1, 1, 2]);
+  });
+
+  it('a new generation that cannot be forked in full is abandoned: the old one keeps serving at full size', async () => {
+    const pool = await startPool({ children: { start: 3, min: 1, max: 6, minSpare: 0, maxSpare: 6 } });
+    await waitFor(pool.hooks.onChildReady as never, () => pool.children().filter((child) => child.readyAt > 0).length === 3);
+    const old = pool.children().map((child) => child.id);
+    let generationTwo = 0;
+    const vetoThird: PoolPlugin = {
+      apply(target) {
+        target.hooks.beforeSpawn.tap('veto-third', (request) => (request.generation === 2 && ++generationTwo === 3 ? false : undefined));
+      },
+    };
+    pool.reload({ ...base, children: { start: 3, min: 1, max: 6, minSpare: 0, maxSpare: 6 }, plugins: [vetoThird] });
+    expect(pool.logged.lines.find((line) => line.message === 'reload failed; the previous generation keeps serving')?.fields?.reason).toMatch(/only 2 of the 3 children/);
+    expect(pool.options.plugins).toEqual([]);
+    await waitFor(pool.hooks.onChildExit as never, () => pool.children().every((child) => child.generation === 1));
+    expect(pool.children().map((child) => child.id)).toEqual(old);
+    expect(pool.children().every((child) => child.state === 'idle')).toBe(true);
+    expect(await ask(pool, 'who')).toMatch(/^[123] /);
+  });
+});

@@ -1,8 +1,10 @@
+import { unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SpareChildrenPlugin } from '../../plugins/SpareChildrenPlugin.js';
 import type { ChildInfo } from '../../src/pool/Child.js';
 import { Pool } from '../../index.js';
-import { ask, command, fixture, memoryLogger, nextHook, startPool, stopPools, waitFor } from '../helpers.js';
+import { ask, command, fixture, memoryLogger, nextHook, startPool, stopPools, tempDir, waitFor } from '../helpers.js';
 
 afterEach(stopPools);
 
@@ -247,5 +249,35 @@ describe('SpareChildrenPlugin', () => {
     await waitFor(pool.hooks.onChildExit as never, () => pool.children().length === 1);
     expect(spawning.options.min).toBe(1);
     expect(spawning.adjust(10)).toBe(4);
+  });
+});
+
+describe('init failures after the handler once started', () => {
+  it('back off like any failed start (an outage), and the pool serves again once init works', async () => {
+    const marker = join(tempDir(), 'database-down');
+    const logger = memoryLogger();
+    const pool = new Pool({
+      handler: fixture('init-fails-when-marked.mjs'),
+      listen: '127.0.0.1:0',
+      logger,
+      tickInterval: 10,
+      env: { INIT_FAIL_MARKER: marker },
+      plugins: [new SpareChildrenPlugin({ start: 1, min: 1, max: 4, minSpare: 0, backoffInitial: 50, backoffMax: 400 })],
+    });
+    const steps = () => logger.lines.filter((line) => line.fields?.event === 'spawn.backoff');
+    try {
+      await pool.start();
+      writeFileSync(marker, '');
+      process.kill(pool.children()[0]!.pid, 'SIGKILL');
+      await waitFor(pool.hooks.onChildExit as never, () => steps().length >= 3, 15000);
+      expect(steps().slice(0, 3).map((line) => line.fields!.backoffMs)).toEqual([50, 100, 200]);
+      // The generation was ready once: an outage, not a broken handler, so the pool does not stop.
+      expect(pool.state).toBe('running');
+      unlinkSync(marker);
+      await waitFor(pool.hooks.onChildReady as never, () => pool.children().some((child) => child.readyAt > 0), 15000);
+      expect(await ask(pool, 'who')).toMatch(/^\d+ \d+\n$/);
+    } finally {
+      await pool.stop();
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { constantFrame, encodeFrame, FrameDecoder, FRAME_HEADER_SIZE, MAX_PAYLOAD_SIZE, Order, Status } from '../../../src/channel/frames.js';
 import { isPreforkError } from '../../../src/errors.js';
 
@@ -159,5 +159,24 @@ describe('control channel frames: limits and exact bytes', () => {
     // Nothing pending: the next frame alone decodes by itself.
     decoder.push(constantFrame(Status.DONE));
     expect(seen).toHaveLength(2);
+  });
+});
+
+describe('FrameDecoder cost', () => {
+  it('a payload dribbled one byte at a time is copied once, not re-joined on every read', () => {
+    const payload = { level: 'info', message: 'x'.repeat(64 * 1024) };
+    const stream = encodeFrame(Status.LOG, 0, payload);
+    const concat = vi.spyOn(Buffer, 'concat');
+    const allocate = vi.spyOn(Buffer, 'allocUnsafe');
+    try {
+      const frames = decodeAll(Array.from({ length: stream.length }, (_, i) => stream.subarray(i, i + 1)));
+      expect(frames).toEqual([[Status.LOG, 0, payload]]);
+      expect(concat).not.toHaveBeenCalled();
+      // The 8-byte header, then the frame at its full size: two buffers for 65 KiB of single bytes.
+      expect(allocate.mock.calls.map(([size]) => size)).toEqual([FRAME_HEADER_SIZE, stream.length]);
+    } finally {
+      concat.mockRestore();
+      allocate.mockRestore();
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseLogLine } from '../../../src/channel/payloads.js';
+import { MAX_LABEL_LENGTH, MAX_LOG_FIELDS, MAX_STACK_LENGTH, MAX_TEXT_LENGTH, parseErrorReport, parseExitingReason, parseLogLine, parseShutdownRequest, shapeErrorReport, shapeLogLine } from '../../../src/channel/payloads.js';
 
 describe('parseLogLine', () => {
   it('accepts the four levels with a string message and plain-object fields', () => {
@@ -33,5 +33,50 @@ describe('parseLogLine', () => {
     expect(parseLogLine({ level: 'info', message: 42 })).toBe('a log message must be a string');
     expect(parseLogLine({ level: 'info', message: 'm', fields: [1] })).toBe('log fields must be a plain object');
     expect(parseLogLine({ level: 'info', message: 'm', fields: 'x' })).toBe('log fields must be a plain object');
+  });
+});
+
+describe('the other payloads a child sends', () => {
+  it.each([
+    ['a shutdown request', parseShutdownRequest, undefined, { reason: undefined, token: undefined }],
+    ['a shutdown request', parseShutdownRequest, { reason: 'done', token: 't' }, { reason: 'done', token: 't' }],
+    ['a retirement', parseExitingReason, { reason: 'old' }, { reason: 'old' }],
+    ['an error report', parseErrorReport, { message: 'm', where: 'request' }, { message: 'm', where: 'request' }],
+    ['an error report', parseErrorReport, { message: 'm', stack: 's', code: 'E', where: 'init' }, { message: 'm', stack: 's', code: 'E', where: 'init' }],
+  ] as const)('accepts %s such as %j', (_name, parse, payload, expected) => {
+    expect((parse as (payload: unknown) => unknown)(payload)).toEqual(expected);
+  });
+
+  it.each([
+    [parseShutdownRequest, { reason: 1 }, 'a shutdown reason must be a string'],
+    [parseShutdownRequest, { token: 'x'.repeat(MAX_LABEL_LENGTH + 1) }, `a shutdown token is longer than ${MAX_LABEL_LENGTH} characters`],
+    [parseShutdownRequest, { reason: 'r', extra: 1 }, 'a shutdown request payload has an unknown key "extra"'],
+    [parseShutdownRequest, 'stop', 'a shutdown request payload must be an object'],
+    [parseExitingReason, { reason: 'x'.repeat(MAX_TEXT_LENGTH + 1) }, `a retirement reason is longer than ${MAX_TEXT_LENGTH} characters`],
+    [parseErrorReport, undefined, 'an error report payload must be an object'],
+    [parseErrorReport, { message: 'm' }, 'where an error happened must be a string'],
+    [parseErrorReport, { message: 'm', where: 'w', stack: 5 }, 'an error stack must be a string'],
+    [parseLogLine, { level: 'info', message: 'x'.repeat(MAX_TEXT_LENGTH + 1) }, `a log message is longer than ${MAX_TEXT_LENGTH} characters`],
+    [parseLogLine, { level: 'info', message: 'm', fields: Object.fromEntries(Array.from({ length: MAX_LOG_FIELDS + 1 }, (_, i) => [i, i])) }, `a log line has more than ${MAX_LOG_FIELDS} fields`],
+  ] as const)('%o refuses %j', (parse, payload, problem) => {
+    expect((parse as (payload: unknown) => unknown)(payload)).toBe(problem);
+  });
+
+  it('what the child runtime shapes always passes the parent’s checks, whatever the handler logged or threw', () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const lines = [
+      shapeLogLine('info', 'x'.repeat(MAX_TEXT_LENGTH * 2), Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, i]))),
+      shapeLogLine('warn', { toString: () => 'object message' }, { cyclic, big: 1n }),
+      shapeLogLine('debug', 'm', 'not an object'),
+    ];
+    for (const line of lines) expect(parseLogLine(JSON.parse(JSON.stringify(line)))).toEqual(line);
+    expect(lines[0]!.message).toHaveLength(MAX_TEXT_LENGTH);
+    expect(Object.keys(lines[0]!.fields!)).toHaveLength(MAX_LOG_FIELDS);
+    expect(lines[1]).toEqual({ level: 'warn', message: 'object message', fields: { cyclic: { self: '[Circular]' }, big: '1n' } });
+    expect(lines[2]!.fields).toEqual({ value: 'not an object' });
+    const report = shapeErrorReport({ message: 'm'.repeat(MAX_TEXT_LENGTH + 5), stack: 's'.repeat(MAX_STACK_LENGTH + 5), code: 42 }, 'request');
+    expect(parseErrorReport(JSON.parse(JSON.stringify(report)))).toEqual(report);
+    expect(report.code).toBe('42');
   });
 });

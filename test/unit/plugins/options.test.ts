@@ -207,3 +207,14 @@ describe('plugin options after defaults', () => {
     expect(http503(7).toString('latin1')).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n[\s\S]*Retry-After: 7\r\n/);
   });
 });
+
+describe('plugin durations Node timers cannot take', () => {
+  it.each([
+    ['SpareChildrenPlugin backoffMax', () => new SpareChildrenPlugin({ backoffMax: 2 ** 31 })],
+    ['SpareChildrenPlugin failedStartWindow', () => new SpareChildrenPlugin({ failedStartWindow: 2 ** 31 })],
+    ['ShutdownCheckPlugin maxUptime', () => new ShutdownCheckPlugin({ maxUptime: 2 ** 31 })],
+    ['ShutdownCheckPlugin drainBacklog', () => new ShutdownCheckPlugin({ drainBacklog: 2 ** 31 })],
+  ])('%s above 2^31 - 1 ms is refused', (key, make) => {
+    expect(make).toThrow(`${key}: expected at most 2147483647 ms (the longest delay Node's timers take), got 2147483648`);
+  });
+});

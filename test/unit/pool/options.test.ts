@@ -259,3 +259,24 @@ describe('pool options: every default and every refusal, word for word', () => {
     expect((caught as Error).message).toBe(expected);
   });
 });
+
+describe('durations Node timers cannot take', () => {
+  const over = 2 ** 31;
+  const limit = `at most ${2 ** 31 - 1} ms (the longest delay Node's timers take), got ${over}`;
+  it.each([
+    ['timeouts.accept', { timeouts: { accept: over } }],
+    ['timeouts.start', { timeouts: { start: over } }],
+    ['timeouts.stop', { timeouts: { stop: over } }],
+    ['tickInterval', { tickInterval: over }],
+    ['recycle.maxChildAge', { recycle: { maxChildAge: over } }],
+    ['recycle.idleChildTimeout', { recycle: { idleChildTimeout: over } }],
+    ['http.keepAliveTimeout', { protocol: 'http', http: { keepAliveTimeout: over } }],
+    ['scgi.bodyTimeout', { protocol: 'scgi', scgi: { bodyTimeout: over } }],
+  ])('%s above 2^31 - 1 ms is refused, naming the key', (key, extra) => {
+    expect(() => resolvePoolOptions({ handler: '/app.mjs', listen: ':0', ...extra } as PoolOptions)).toThrow(`${key}: expected ${limit}`);
+  });
+
+  it('2^31 - 1 ms itself is accepted', () => {
+    expect(resolvePoolOptions({ handler: '/app.mjs', listen: ':0', timeouts: { stop: 2 ** 31 - 1 } }).timeouts.stop).toBe(2 ** 31 - 1);
+  });
+});
