@@ -189,3 +189,23 @@ export function served(pool: Pool, count: number, ms?: number): Promise<void> {
 export function accepted(pool: Pool, count: number, ms?: number): Promise<void> {
   return waitFor(pool.hooks.afterDispatch as never, () => pool.stats().connections.accepted >= count, ms);
 }
+
+/** Whether a process of that pid is still there. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls (bounded) until none of the pids is alive: no event tells us when a foreign process died. */
+export async function allGone(pids: number[], ms: number): Promise<number[]> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (!pids.some(alive)) return [];
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return pids.filter(alive);
+}

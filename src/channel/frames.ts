@@ -32,6 +32,8 @@ export const Order = {
   STOP: 2,
   /** The chain grant ends now: report DONE after the current connection and wait for an order. */
   END_CHAIN: 3,
+  /** Answer PONG: the heartbeat, which a child whose event loop is stuck cannot answer. */
+  PING: 4,
 } as const;
 
 /** Frames a child sends to the parent. */
@@ -60,6 +62,8 @@ export const Status = {
    * child batches these reports (see the child runtime) and always sends them before its DONE.
    */
   CHAINED: 25,
+  /** Answer to PING: the event loop runs. */
+  PONG: 26,
 } as const;
 
 /** A frame type number. */

@@ -12,6 +12,10 @@ export interface ChildBootstrap {
   /** How many listening sockets the child inherited (fds 4, 5, ...). */
   listeners: number;
   logLevel: LogLevel;
+  /** The parent's pid, for the lifeline that notices its death. */
+  parentPid: number;
+  /** How long after the parent's death the lifeline kills this child if it is still there. */
+  orphanGraceMs: number;
 }
 
 /** Reads and removes PREFORK_CHILD, so that the handler's own subprocesses do not see it. */

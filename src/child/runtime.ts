@@ -83,6 +83,8 @@ export class ChildRuntime {
       this.#listenerFds.push(fd);
     }
     native.setNonblocking(CHANNEL_FD, true);
+    // Started before any user code runs, so that a handler stuck from its first line is covered.
+    native.startLifeline(boot.parentPid, this.#listenerFds, boot.orphanGraceMs);
     this.#channel = new Channel(CHANNEL_FD, {
       onFrame: (type, argument, _payload, count) => this.#onOrder(type, argument, count),
       // EOF: the parent is gone (even killed); finish the current connections and exit.
@@ -156,6 +158,7 @@ export class ChildRuntime {
     if (type === Order.ACCEPT) this.#accept(argument, count);
     else if (type === Order.STOP) this.#stop();
     else if (type === Order.END_CHAIN) this.#chainLeft = 0;
+    else if (type === Order.PING) this.#send(Status.PONG);
   }
 
   /** The accept order: one non-blocking accept, then the answer; never blocks, never throws. */
@@ -255,6 +258,15 @@ export class ChildRuntime {
 
   #parentGone(): void {
     if (this.#exiting) return;
+    // Nobody will order an accept again: refuse connections now, so that a new server can bind
+    // the addresses. Shut down, not closed: the fd numbers stay taken until exit.
+    for (const fd of this.#listenerFds) {
+      try {
+        native.shutdownListener(fd);
+      } catch {
+        // Another child (or the lifeline) did it first.
+      }
+    }
     this.#stop();
   }
 

@@ -33,6 +33,7 @@ export interface NativeBinding {
   setNonblocking(fd: number, on: boolean): void;
   close(fd: number): void;
   createWatcher(fd: number, onEvents: (events: number) => void): NativeWatcher;
+  startLifeline(parentPid: number, listenerFds: number[], graceMs: number): void;
   readonly features: NativeFeatures;
 }
 

@@ -56,3 +56,14 @@ export function read(fd: number, buffer: Uint8Array, offset = 0, length = buffer
 export function write(fd: number, buffer: Uint8Array, offset = 0, length = buffer.length - offset): number {
   return binding().write(fd, buffer, offset, length);
 }
+
+/**
+ * Starts the child's lifeline (once per process): a native thread that, when the parent process
+ * `parentPid` is gone, shuts `listenerFds` down at once (a new server can then bind their
+ * addresses) and kills this process if it is still alive `graceMs` later, even with its event loop
+ * stuck in user code. A healthy child exits before that, when its control channel closes.
+ * @throws PreforkError `PREFORK_ERR_SOCKET` when the thread cannot be started.
+ */
+export function startLifeline(parentPid: number, listenerFds: readonly number[], graceMs: number): void {
+  callNative('PREFORK_ERR_SOCKET', 'could not start the lifeline thread', (native) => native.startLifeline(parentPid, [...listenerFds], graceMs));
+}

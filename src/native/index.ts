@@ -35,5 +35,5 @@ export {
   type SocketInfo,
 } from './listeners.js';
 export { accept, acceptAndClose, acceptQueue, acceptQueueLength, readable, type AcceptQueue } from './accept.js';
-export { close, read, setCloexec, setNonblocking, socketpair, write } from './fds.js';
+export { close, read, setCloexec, setNonblocking, socketpair, startLifeline, write } from './fds.js';
 export { READABLE, WRITABLE, createWatcher, type Watcher } from './watcher.js';

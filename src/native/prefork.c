@@ -176,6 +176,7 @@ NAPI_MODULE_INIT() {
       {"setNonblocking", NULL, prefork_set_nonblocking, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, prefork_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"createWatcher", NULL, prefork_create_watcher, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"startLifeline", NULL, prefork_start_lifeline, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   PREFORK_CALL(env, napi_define_properties(env, exports, sizeof functions / sizeof functions[0],
                                            functions));

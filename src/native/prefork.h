@@ -128,4 +128,7 @@ napi_value prefork_close(napi_env env, napi_callback_info info);
 napi_status prefork_define_watcher_class(napi_env env, napi_value *constructor);
 napi_value prefork_create_watcher(napi_env env, napi_callback_info info);
 
+/* lifeline.c */
+napi_value prefork_start_lifeline(napi_env env, napi_callback_info info);
+
 #endif

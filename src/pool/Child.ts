@@ -30,7 +30,7 @@ const CHILD_MOVES: Readonly<Record<ChildState, readonly ChildState[]>> = Object.
 });
 
 /** Which deadline a child missed. */
-export type ChildTimeoutKind = 'start' | 'accept' | 'stop';
+export type ChildTimeoutKind = 'start' | 'accept' | 'stop' | 'heartbeat' | 'connection';
 
 /** A read-only view of a child, as hooks and plugins receive it. */
 export interface ChildInfo {
@@ -116,6 +116,12 @@ export class Child implements ChildInfo {
   deadline = 0;
   /** Whether the pool itself asked this child to go (so its exit is no crash). */
   expectedExit = false;
+  /** When the child last answered a PING (or reported ready), ms since the epoch. */
+  heardAt = 0;
+  /** When the last PING went out, ms since the epoch. */
+  pingedAt = 0;
+  /** When each connection it holds began, oldest first (kept only with `timeouts.connection`). */
+  readonly connectionsSince: number[] = [];
   #stderr: Buffer[] = [];
   #stderrBytes = 0;
 
@@ -136,6 +142,11 @@ export class Child implements ChildInfo {
   /** Ends the child's chain grant early (a stop or reload begins); it reports DONE after its connection. */
   orderEndChain(): void {
     this.channel.send(constantFrame(Order.END_CHAIN));
+  }
+
+  /** Asks for a PONG: the heartbeat. */
+  orderPing(): void {
+    this.channel.send(constantFrame(Order.PING));
   }
 
   /** Tells the child to finish its connections and exit. */

@@ -157,16 +157,36 @@ export function kill(ctx: PoolContext, child: Child): void {
   }
 }
 
-/** Kills every child whose deadline passed, after telling `onChildTimeout` which one it missed. */
+/**
+ * Kills every child that missed a deadline, after telling `onChildTimeout` which: its start,
+ * accept or stop deadline, the heartbeat (no PONG for `timeouts.heartbeat`: its event loop is
+ * stuck), or `timeouts.connection` for its oldest connection. Sends the heartbeat's PINGs too.
+ */
 export function watchdog(ctx: PoolContext): void {
   const now = Date.now();
+  const { heartbeat, connection } = ctx.options.timeouts;
   for (const child of ctx.children) {
-    if (child.deadline === 0 || now < child.deadline) continue;
-    const kind: ChildTimeoutKind = child.state === 'starting' ? 'start' : child.state === 'accepting' ? 'accept' : 'stop';
+    const kind = missedDeadline(child, now, heartbeat, connection);
+    if (kind === undefined) {
+      if (heartbeat > 0 && child.heardAt > 0 && now - child.pingedAt >= heartbeat / 3) {
+        child.pingedAt = now;
+        child.orderPing();
+      }
+      continue;
+    }
     if (kind === 'accept') ctx.counters.acceptTimeouts++;
     ctx.current.hooks.onChildTimeout.call(child, kind);
     kill(ctx, child);
   }
+}
+
+function missedDeadline(child: Child, now: number, heartbeat: number, connection: number): ChildTimeoutKind | undefined {
+  if (child.deadline !== 0 && now >= child.deadline) return child.state === 'starting' ? 'start' : child.state === 'accepting' ? 'accept' : 'stop';
+  if (child.state === 'starting' || child.state === 'stopping' || child.state === 'exited') return undefined;
+  if (heartbeat > 0 && child.heardAt > 0 && now - child.heardAt >= heartbeat) return 'heartbeat';
+  const oldest = child.connectionsSince[0];
+  if (connection > 0 && oldest !== undefined && now - oldest >= connection) return 'connection';
+  return undefined;
 }
 
 /** A child process is gone: count what it lost, tell `onChildExit`, and unblock whoever waited on it. */
@@ -229,6 +249,9 @@ function childEnv(ctx: PoolContext, id: number, generation: number): Record<stri
     protocolOptions: options.protocolOptions,
     listeners: ctx.listeners.length,
     logLevel: options.logLevel,
+    parentPid: process.pid,
+    // An orphan has the heartbeat's time to finish, as a hung child would have had.
+    orphanGraceMs: options.timeouts.heartbeat || options.timeouts.stop,
   };
   const env: Record<string, string | undefined> = { ...process.env, ...options.env, PREFORK_CHILD: JSON.stringify(bootstrap) };
   // Sockets systemd handed to the parent are the parent's; a child must not adopt them again.

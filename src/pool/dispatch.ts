@@ -168,6 +168,7 @@ function countAccepted(ctx: PoolContext, child: Child): void {
   child.active++;
   child.accepted++;
   ctx.counters.accepted++;
+  if (ctx.options.timeouts.connection > 0) child.connectionsSince.push(Date.now());
 }
 
 /** Step 7. Puts a child that has just answered, finished or started into the state its slots say. */
@@ -230,6 +231,7 @@ export function onDone(ctx: PoolContext, child: Child): void {
   child.chainLeft = 0;
   child.active--;
   child.served++;
+  child.connectionsSince.shift();
   ctx.counters.served++;
   const hooks = ctx.current.hooks;
   if (hooks.onConnectionDone.taps.length > 0) hooks.onConnectionDone.call(child, { served: child.served });
@@ -251,7 +253,11 @@ export function onChained(ctx: PoolContext, child: Child, count: number): void {
   const hooks = ctx.current.hooks;
   const notify = hooks.onConnectionDone.taps.length > 0;
   const counters = ctx.counters;
+  const since = ctx.options.timeouts.connection > 0 ? Date.now() : 0;
   for (let i = 0; i < count; i++) {
+    // One connection ended, the next began (as of this report: batches lag up to 100 ms).
+    child.connectionsSince.shift();
+    if (since > 0) child.connectionsSince.push(since);
     // Counted one by one, so that a tap sees the stats as of its own connection.
     child.served++;
     child.accepted++;

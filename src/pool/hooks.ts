@@ -158,7 +158,10 @@ export function createPoolHooks() {
     onChildError: new SyncHook<[ChildInfo, ChildErrorInfo]>(['child', 'error']),
     /** A child wrote a log line through `ctx.logger`. */
     onChildLog: new SyncHook<[ChildInfo, ChildLogLine]>(['child', 'line']),
-    /** A child missed a deadline (`start`, `accept`, `stop`) and is about to be killed with SIGKILL. */
+    /**
+     * A child missed a deadline and is about to be killed with SIGKILL: `start`, `accept`, `stop`,
+     * `heartbeat` (its event loop did not answer a ping) or `connection` (`timeouts.connection`).
+     */
     onChildTimeout: new SyncHook<[ChildInfo, ChildTimeoutKind]>(['child', 'kind']),
     /** A child process is gone (reaped): exit code or signal, and how many of its connections were lost. */
     onChildExit: new SyncHook<[ChildInfo, ChildExitInfo]>(['child', 'exit']),

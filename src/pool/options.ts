@@ -40,6 +40,18 @@ export interface TimeoutOptions {
   start: number;
   /** From a stop order to the child's exit (its connections finish meanwhile). @default 30000 */
   stop: number;
+  /**
+   * The heartbeat: a child whose event loop does not answer a ping within this many ms (a handler
+   * stuck in a loop) is killed and replaced, as gunicorn's `timeout`. Also how long children may
+   * finish their connections after the parent died. 0 = off. @default 30000
+   */
+  heartbeat: number;
+  /**
+   * Wall-clock limit of one connection (php-fpm's `request_terminate_timeout`): a child that holds
+   * a connection longer is killed, the connection counted lost. With `slots > 1`, measured from the
+   * oldest connection the child still holds as far as the parent can tell. 0 = off. @default 0
+   */
+  connection: number;
 }
 
 /** Options of `new Pool()`. Only `handler` and `listen` are required. */
@@ -157,6 +169,8 @@ export const TIMEOUT_DEFAULTS: Readonly<TimeoutOptions> = Object.freeze({
   accept: 5000,
   start: 30000,
   stop: 30000,
+  heartbeat: 30000,
+  connection: 0,
 });
 
 const FILE_MODE = /^0?[0-7]{3,4}$/;
@@ -247,6 +261,8 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
     accept: milliseconds('timeouts.accept', timeoutsRaw.accept, TIMEOUT_DEFAULTS.accept, 1),
     start: milliseconds('timeouts.start', timeoutsRaw.start, TIMEOUT_DEFAULTS.start, 1),
     stop: milliseconds('timeouts.stop', timeoutsRaw.stop, TIMEOUT_DEFAULTS.stop, 0),
+    heartbeat: milliseconds('timeouts.heartbeat', timeoutsRaw.heartbeat, TIMEOUT_DEFAULTS.heartbeat, 0),
+    connection: milliseconds('timeouts.connection', timeoutsRaw.connection, TIMEOUT_DEFAULTS.connection, 0),
   };
 
   const plugins = options.plugins ?? [];

@@ -37,6 +37,9 @@ export function routeFrame(ctx: PoolContext, child: Child, type: number, _argume
     case Status.READY:
       onReady(ctx, child);
       return;
+    case Status.PONG:
+      child.heardAt = Date.now();
+      return;
     case Status.SHUTDOWN_REQUEST: {
       const request = parseShutdownRequest(payload);
       if (typeof request === 'string') refuse(ctx, child, request);
@@ -75,7 +78,7 @@ export function routeFrame(ctx: PoolContext, child: Child, type: number, _argume
 }
 
 /** The reports that never carry a payload. */
-const BARE: ReadonlySet<number> = new Set([Status.ACCEPTED, Status.NOTHING, Status.DONE, Status.CHAINED, Status.READY]);
+const BARE: ReadonlySet<number> = new Set([Status.ACCEPTED, Status.NOTHING, Status.DONE, Status.CHAINED, Status.READY, Status.PONG]);
 
 /** A frame the child runtime never sends: the child is broken or compromised. */
 function refuse(ctx: PoolContext, child: Child, problem: string, what = 'frame'): void {
@@ -86,7 +89,7 @@ function refuse(ctx: PoolContext, child: Child, problem: string, what = 'frame')
 /** READY: a pending child reports idle for the first time (rule 5); the first of a new generation commits its reload. */
 function onReady(ctx: PoolContext, child: Child): void {
   if (child.state !== 'starting') return;
-  child.readyAt = Date.now();
+  child.readyAt = child.heardAt = Date.now();
   child.deadline = 0;
   ctx.readyGenerations.add(child.generation);
   ctx.current.hooks.onChildReady.call(child);

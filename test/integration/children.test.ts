@@ -4,28 +4,9 @@ import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isPreforkError } from '../../src/errors.js';
 import type { ChildExitInfo, ChildInfo } from '../../src/pool/Child.js';
-import { accepted, ask, command, fixture, memoryLogger, nextHook, readLine, served, startPool, stopPools, target, waitFor } from '../helpers.js';
+import { accepted, alive, allGone, ask, command, fixture, memoryLogger, nextHook, readLine, served, startPool, stopPools, target, waitFor } from '../helpers.js';
 
 afterEach(stopPools);
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Polls (bounded) until none of the pids is alive: no event tells us when a foreign process died. */
-async function allGone(pids: number[], ms: number): Promise<number[]> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (!pids.some(alive)) return [];
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  return pids.filter(alive);
-}
 
 describe('children that die, hang or fail', () => {
   it('a child killed with SIGKILL while idle is reaped and replaced; nothing is lost', async () => {

@@ -1,9 +1,10 @@
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ask, nextHook, startPool, stopPools, tempDir, waitFor } from '../helpers.js';
+import { alive, allGone, ask, command, fixture, nextHook, readLine, startPool, stopPools, target, tempDir, waitFor } from '../helpers.js';
 
 afterEach(stopPools);
 
@@ -65,3 +66,76 @@ describe('faults the parent survives', () => {
     }
   });
 });
+
+describe('hung children', () => {
+  it('a child whose event loop is stuck is killed at the heartbeat, its connection counted lost, and replaced', async () => {
+    const pool = await startPool({ children: { start: 1 }, timeouts: { heartbeat: 300 } });
+    const timedOut = nextHook(pool.hooks.onChildTimeout);
+    const exited = nextHook(pool.hooks.onChildExit);
+    const spinning = net.connect(target(pool));
+    spinning.on('error', () => {});
+    spinning.write('spin\n');
+    const [child, kind] = await timedOut;
+    expect({ id: child.id, kind }).toEqual({ id: 1, kind: 'heartbeat' });
+    const [, exit] = await exited;
+    expect(exit).toMatchObject({ signal: 'SIGKILL', lost: 1 });
+    expect(pool.stats().connections.lost).toBe(1);
+    expect(await ask(pool, 'who')).toMatch(/^2 /);
+    spinning.destroy();
+  });
+
+  it('timeouts.connection kills a child holding one connection longer, a wall-clock limit', async () => {
+    const pool = await startPool({ children: { start: 1 }, timeouts: { connection: 300 } });
+    const startedAt = Date.now();
+    const timedOut = nextHook(pool.hooks.onChildTimeout);
+    const held = await command(pool, 'hold');
+    const closed = once(held.socket, 'close');
+    const [, kind] = await timedOut;
+    expect(kind).toBe('connection');
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(300);
+    await closed;
+    // A short connection is untouched.
+    expect(await ask(pool, 'who')).toMatch(/^2 /);
+  });
+});
+
+describe('the parent dies', () => {
+  it('its address is free at once for a new server, and every child is gone within the heartbeat, a stuck one too', async () => {
+    const parent = spawn(process.execPath, [fixture('pool-script.mjs')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CHILDREN: '2', HEARTBEAT: '1500' } });
+    const [line] = (await once(parent.stdout!, 'data')) as [Buffer];
+    const { port, pids } = JSON.parse(line.toString()) as { port: number; pids: number[] };
+    const stuck = net.connect({ host: '127.0.0.1', port });
+    stuck.on('error', () => {});
+    stuck.write('spin\n');
+    const stuckPid = Number((await readLine(stuck)).split(' ')[2]);
+    parent.kill('SIGKILL');
+    await once(parent, 'exit');
+    // A restarted server binds the same address while the stuck child still holds the socket.
+    const successor = net.createServer();
+    await bindWithin(successor, port, 2000);
+    expect(alive(stuckPid)).toBe(true);
+    successor.close();
+    expect(await allGone(pids, 5000)).toEqual([]);
+    stuck.destroy();
+  });
+});
+
+/** Binds `server` to 127.0.0.1:`port`, retrying EADDRINUSE for at most `ms`. */
+async function bindWithin(server: net.Server, port: number, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, '127.0.0.1', () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+}
