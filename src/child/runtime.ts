@@ -195,7 +195,7 @@ export class ChildRuntime {
   #serve(connection: number): void {
     let socket: Socket;
     try {
-      socket = new Socket({ fd: connection, readable: true, writable: true });
+      socket = new Socket({ fd: connection, readable: true, writable: true, allowHalfOpen: this.#adapter!.allowHalfOpen === true });
     } catch (error) {
       native.close(connection);
       this.#reportError(error, 'accept');

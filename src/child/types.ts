@@ -71,6 +71,12 @@ export interface ProtocolAdapter {
    */
   handle(socket: Socket): Promise<void>;
   /**
+   * Keep the socket writable after the client half-closed its side (`allowHalfOpen`): for protocols
+   * where a client may send its request, shut its side down and still read the answer (SCGI:
+   * `nc -N` and several client libraries). The adapter then ends the socket itself. @default false
+   */
+  readonly allowHalfOpen?: boolean;
+  /**
    * Called when the child is told to stop: finish requests in flight, close idle keep-alive
    * connections, refuse to start new requests on existing connections.
    */

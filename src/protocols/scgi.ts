@@ -430,6 +430,9 @@ export const createScgiProtocol: ProtocolFactory<ScgiOptions> = ({ handler, ctx,
     reportError,
   };
   return {
+    // A client may send its request and shut down its side before the answer (`nc -N`); the
+    // answer is still written, and #close ends the connection.
+    allowHalfOpen: true,
     handle(socket) {
       return new ScgiConnection(socket, service).finished;
     },

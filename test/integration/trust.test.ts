@@ -55,3 +55,56 @@ describe('the parent trusts nothing a child sends', () => {
     expect(line?.fields).toMatchObject({ cyclic: { name: 'cyclic', self: '[Circular]' }, big: '12n', level: 'error', child: 1 });
   });
 });
+
+describe('control-channel fuzz', () => {
+  /** A small seeded generator (mulberry32), so that a failing case can be replayed. */
+  function generator(seed: number): () => number {
+    let state = seed >>> 0;
+    return () => {
+      state = (state + 0x6d2b79f5) >>> 0;
+      let t = state;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  const valid = [
+    frame(Status.LOG, JSON.stringify({ level: 'info', message: 'fuzz', fields: { a: [1, { b: 2 }] } })),
+    frame(Status.SHUTDOWN_REQUEST, '{"reason":"fuzz"}'),
+    frame(Status.ERROR, '{"message":"m","where":"request"}'),
+    frame(Status.DONE),
+    frame(Status.CHAINED),
+  ];
+
+  it('random and mutated frames never take the parent down: it kills the sender or ignores what is harmless, and serves on', async () => {
+    const random = generator(20261201);
+    // No chain grants: a killed child could otherwise have taken the next client by itself
+    // before its SIGKILL landed, and that client's connection would be lost with it.
+    const pool = await startPool({ children: { start: 2, min: 2, max: 4, minSpare: 0 }, acceptChain: 0 });
+    // A shutdown request is a legal frame; the fuzz must not stop the server through it.
+    pool.hooks.onShutdownRequest.tap('fuzz', () => false);
+    let killed = 0;
+    pool.hooks.onChildExit.tap('fuzz', (_child, exit) => void (exit.signal === 'SIGKILL' && killed++));
+    for (let round = 0; round < 24; round++) {
+      let bytes: Buffer;
+      if (round % 2 === 0) {
+        bytes = Buffer.from(Array.from({ length: 1 + Math.floor(random() * 40) }, () => Math.floor(random() * 256)));
+      } else {
+        bytes = Buffer.from(valid[Math.floor(random() * valid.length)]!, 'hex');
+        for (let flips = 1 + Math.floor(random() * 3); flips > 0; flips--) bytes[Math.floor(random() * bytes.length)] = Math.floor(random() * 256);
+      }
+      const socket = net.connect(target(pool));
+      socket.on('error', () => {});
+      socket.write(`forge ${bytes.toString('hex')}\n`);
+      await new Promise((resolve) => {
+        socket.once('data', resolve);
+        socket.once('close', resolve);
+      });
+      socket.destroy();
+      expect(pool.state, `round ${round}: ${bytes.toString('hex')}`).toBe('running');
+      expect(await ask(pool, 'who'), `round ${round}: ${bytes.toString('hex')}`).toMatch(/^\d+ \d+\n$/);
+    }
+    expect(killed).toBeGreaterThan(0);
+  });
+});
