@@ -4,6 +4,7 @@ import { basename, isAbsolute, relative, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { cosmiconfig, defaultLoaders, type Loader } from 'cosmiconfig';
 import { PreforkError, toError } from '../errors.js';
+import { checkCodeFile } from './ownership.js';
 
 /** The file names searched in each directory, in this order (the first found wins). */
 export const SEARCH_PLACES: readonly string[] = Object.freeze([
@@ -76,6 +77,14 @@ export function displayPath(filepath: string): string {
   return rel && rel.split(sep)[0] !== '..' && !isAbsolute(rel) ? rel : filepath;
 }
 
+/** A loader of code that first checks who could have written it (see `checkCodeFile`). */
+function checkedCode(load: Loader): Loader {
+  return (filepath, content) => {
+    checkCodeFile(filepath, 'the config file', displayPath(filepath));
+    return load(filepath, content);
+  };
+}
+
 function explorer(typescript?: Loader) {
   return cosmiconfig('prefork', {
     searchPlaces: [...SEARCH_PLACES],
@@ -84,10 +93,10 @@ function explorer(typescript?: Loader) {
     searchStrategy: 'project',
     cache: false,
     loaders: {
-      '.js': loadJsFresh,
-      '.cjs': loadJsFresh,
-      '.mjs': loadJsFresh,
-      '.ts': typescriptLoader(typescript),
+      '.js': checkedCode(loadJsFresh),
+      '.cjs': checkedCode(loadJsFresh),
+      '.mjs': checkedCode(loadJsFresh),
+      '.ts': checkedCode(typescriptLoader(typescript)),
     },
   });
 }

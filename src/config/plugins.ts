@@ -5,6 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { PreforkError, toError } from '../errors.js';
 import type { PoolPlugin } from '../pool/hooks.js';
 import { describe } from '../pool/optionChecks.js';
+import { checkCodeFile } from './ownership.js';
 
 /** Plugin classes a config names without a path, by class name (the package's built-in plugins). */
 export type BuiltinPlugins = Readonly<Record<string, unknown>>;
@@ -90,6 +91,7 @@ export async function loadPlugins(entries: unknown, baseDir: string, builtins: B
     let exported: unknown = builtinPlugin(specifier, builtins);
     if (exported === undefined) {
       const path = resolveSpecifier(specifier, baseDir, key);
+      checkCodeFile(path, 'the plugin module', key);
       let loaded: { default?: unknown };
       try {
         loaded = (await import(pathToFileURL(path).href)) as { default?: unknown };

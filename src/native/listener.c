@@ -108,9 +108,17 @@ static napi_value describe_socket(napi_env env, int fd) {
 }
 
 /* Reads a string argument into `buffer`; false (with a TypeError pending) when it is not a string. */
+/*
+ * Copies a string argument into `buffer` (cut to fit, NUL-terminated) and sets `*length` to its
+ * whole UTF-8 length in bytes, so that a caller tells a string that did not fit by
+ * `*length >= capacity`. N-API cuts a copy before a character that would not fit whole, so the
+ * copied length alone can look short enough for a string that is not.
+ */
 static bool get_string(napi_env env, napi_value value, const char *name, char *buffer,
                        size_t capacity, size_t *length) {
-  if (napi_get_value_string_utf8(env, value, buffer, capacity, length) != napi_ok) {
+  size_t copied = 0;
+  if (napi_get_value_string_utf8(env, value, NULL, 0, length) != napi_ok ||
+      napi_get_value_string_utf8(env, value, buffer, capacity, &copied) != napi_ok) {
     char message[128];
     snprintf(message, sizeof message, "%s must be a string", name);
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
@@ -288,20 +296,21 @@ napi_value prefork_listen_unix(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (path_length == 0) return prefork_throw_errno(env, EINVAL, "bind", "the socket path is empty");
+  /* One byte is kept for the terminating NUL of a filesystem path. `path_length` is the whole
+   * string's length in bytes: a longer path is refused, never bound cut short. */
+  if (path_length >= UNIX_PATH_CAPACITY) {
+    char message[200];
+    snprintf(message, sizeof message,
+             "socket path '%.40s...' is too long: Unix socket paths are limited to %zu bytes, this one has %zu",
+             path, UNIX_PATH_CAPACITY - 1, path_length);
+    return prefork_throw_errno(env, ENAMETOOLONG, "bind", message);
+  }
   /* A leading NUL would make a Linux abstract name, whose length is part of the name: Node 20's
    * net.connect pads it to the full sun_path while other programs use the exact length, so
    * clients could not be relied on to reach it. Any other NUL would silently cut the path. */
   if (memchr(path, '\0', path_length) != NULL) {
     return prefork_throw_errno(env, EINVAL, "bind",
                                "the socket path contains a NUL byte; abstract socket names are not supported");
-  }
-  /* One byte is kept for the terminating NUL of a filesystem path; a longer string was cut. */
-  if (path_length >= UNIX_PATH_CAPACITY) {
-    char message[200];
-    snprintf(message, sizeof message,
-             "socket path '%.40s...' is too long: Unix socket paths are limited to %zu bytes",
-             path, UNIX_PATH_CAPACITY - 1);
-    return prefork_throw_errno(env, ENAMETOOLONG, "bind", message);
   }
 
   struct sockaddr_un address;
@@ -324,8 +333,10 @@ napi_value prefork_listen_unix(napi_env env, napi_callback_info info) {
   }
   if (bound < 0) return close_and_throw(env, fd, errno, "bind", NULL);
 
-  /* chmod before listen(): nobody can connect before the mode is right. */
-  if (mode >= 0 && chmod(path, (mode_t)mode) < 0) {
+  /* chmod before listen(): nobody can connect before the mode is right. Not following a
+   * symlink: had someone swapped the new socket for a link meanwhile, chmod() would change the
+   * mode of whatever it points to, with the parent's privileges; this fails instead. */
+  if (mode >= 0 && fchmodat(AT_FDCWD, path, (mode_t)mode, AT_SYMLINK_NOFOLLOW) < 0) {
     int error_number = errno;
     unlink(path);
     return close_and_throw(env, fd, error_number, "chmod", NULL);

@@ -18,8 +18,8 @@ const REAP_AFTER_EXIT_MS = 100;
 
 /**
  * Spawning and reaping: fork a child, tell it to stop, kill it, reap it, and the watchdog that
- * kills a child at a missed deadline (start, accept, stop). Every change of a child's state goes
- * through {@link moveChild}.
+ * kills a child at a missed deadline (start, accept, stop, the heartbeat, the connection limit).
+ * Every change of a child's state goes through {@link moveChild}.
  */
 
 /** Moves a child to `next` if its table allows it; an illegal move is a bug: logged, and the child killed. */

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -223,6 +223,17 @@ describe('listenUnix', () => {
     expect(isPreforkError(error, 'PREFORK_ERR_LISTEN')).toBe(true);
     expect(systemErrorCode(error)).toBe('ENAMETOOLONG');
     expect((error as Error).message).toContain('too long');
+  });
+
+  it('counts bytes, not characters: a path whose last character does not fit whole is refused, not cut', () => {
+    // 109 bytes in all, the last two one character: a copy cut to fit would be 107 bytes and bind.
+    const base = join(directory, 'm');
+    const path = base + 'x'.repeat(107 - Buffer.byteLength(base)) + 'é';
+    expect(Buffer.byteLength(path)).toBe(109);
+    const error = thrownBy(() => listenUnix(path));
+    expect(systemErrorCode(error)).toBe('ENAMETOOLONG');
+    expect((error as Error).message).toContain('this one has 109');
+    expect(readdirSync(directory).filter((name) => name.startsWith('mx'))).toEqual([]);
   });
 
   it('refuses to replace a path that is not a socket', () => {

@@ -1,9 +1,10 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, chmodSync, chownSync, constants, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { findGroup, findUser } from '../../../src/config/accounts.js';
-import { CLI, killServers, project, requireBuild, Server, who, WHO_HANDLER, writeFiles } from './cli-helpers.js';
+import { CLI, killServers, project, requireBuild, runCli, Server, who, WHO_HANDLER, writeFiles } from './cli-helpers.js';
 import { findAddon } from '../../../src/native/load.js';
 import { findExecutable, skipWithout } from '../../environment.js';
 
@@ -103,6 +104,45 @@ describe.skipIf(SKIP)('privilege drop (root only: it creates a system user and c
     const result = await runAsUser([], dir);
     expect(result.stderr).toBe(`prefork: user: only root can run the children as root; prefork runs as uid ${account.uid}\n`);
     expect(result.code).toBe(77);
+  });
+
+  describe('code the root parent imports must be root\'s and writable by nobody else', () => {
+    const config = (version: string) => `export default { handler: './who.mjs', listen: '127.0.0.1:0', user: '${USER}', children: { start: 1 }, env: { VERSION: '${version}' } };\n`;
+
+    it.each([
+      ['writable by everyone', (file: string) => chmodSync(file, 0o666), /prefork\.config\.mjs: the config file \/.*\/prefork\.config\.mjs is writable by everyone; prefork runs as root/],
+      ['writable by its group', (file: string) => chmodSync(file, 0o664), /is writable by its group/],
+      ["owned by the children's user", (file: string) => chownSync(file, account.uid, account.gid), /is owned by uid \d+/],
+    ])('a JS config %s is refused with status 78 before anything binds', async (_name, loosen, message) => {
+      const dir = project({ 'who.mjs': WHO_HANDLER, 'prefork.config.mjs': config('1') });
+      loosen(join(dir, 'prefork.config.mjs'));
+      const result = await runCli(['check'], dir);
+      expect(result.stderr).toMatch(message);
+      expect(result.code).toBe(78);
+    });
+
+    it('a plugin module the children\'s user could write is refused before it is imported', async () => {
+      const dir = project({ 'who.mjs': WHO_HANDLER, 'plugin.mjs': 'globalThis.imported = true; export default { apply() {} };\n', 'prefork.config.json': { handler: './who.mjs', listen: '127.0.0.1:0', user: USER, plugins: ['./plugin.mjs'] } });
+      chmodSync(join(dir, 'plugin.mjs'), 0o666);
+      const result = await runCli(['check'], dir);
+      expect(result.stderr).toMatch(/prefork\.config\.json: plugins\[0\]: the plugin module \/.*\/plugin\.mjs is writable by everyone/);
+      expect(result.code).toBe(78);
+    });
+
+    it('a reload finding the config made writable keeps the old one', async () => {
+      const dir = project({ 'who.mjs': WHO_HANDLER, 'prefork.config.mjs': config('1') });
+      const server = new Server([], dir);
+      const { port } = await server.started();
+      writeFileSync(join(dir, 'prefork.config.mjs'), config('2'));
+      chmodSync(join(dir, 'prefork.config.mjs'), 0o666);
+      const mark = server.stderr.length;
+      server.signal('SIGHUP');
+      const logged = await server.log((entry) => String(entry.msg).startsWith('reload failed'), mark);
+      expect(String(logged.error)).toMatch(/is writable by everyone/);
+      expect(await who(port)).toMatchObject({ generation: 1, version: '1' });
+      server.signal('SIGTERM');
+      expect((await server.exited).code).toBe(0);
+    });
   });
 
   it('runs unprivileged when user names the account prefork already runs as', async () => {
