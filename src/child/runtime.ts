@@ -26,6 +26,8 @@ const EXIT_UNCAUGHT = 70;
  * timer), so that the parent's counters lag little even behind a long connection.
  */
 const CHAIN_REPORT_MS = 100;
+/** accept() errors after which a child cannot take connections any more (it retires). */
+const EXHAUSTED: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
 /** Most connections one CHAINED frame reports (its count byte). */
 const CHAIN_REPORT_MAX = 255;
 
@@ -185,9 +187,18 @@ export class ChildRuntime {
     try {
       return native.accept(fd);
     } catch (error) {
+      const code = (error as { code?: string }).code ?? '';
       // EINVAL: the parent shut the listener down (a stop), which a chained accept can race.
-      // EMFILE and friends: this child cannot take the connection now; it stays in the backlog.
-      if ((error as { code?: string }).code !== 'EINVAL') this.#reportError(error, 'accept');
+      if (code === 'EINVAL') return -1;
+      // Out of descriptors or memory: this child cannot take connections any more, and answering
+      // "nothing" alone would have it ordered again at once, in a loop. It retires instead (before
+      // its answer, so the parent orders another child); the connection stays in the backlog.
+      if (EXHAUSTED.has(code)) {
+        this.#sendPayload(Status.EXITING, { reason: `cannot accept: ${code} (out of file descriptors or memory)` });
+        this.#stop();
+        return -1;
+      }
+      this.#reportError(error, 'accept');
       return -1;
     }
   }

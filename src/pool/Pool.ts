@@ -95,6 +95,7 @@ export class Pool {
       nextChildId: 0,
       spawnFailures: 0,
       spawnRetryAt: 0,
+      exhaustedChildren: 0,
       generation: 1,
       spawnGeneration: 1,
       reload: undefined,

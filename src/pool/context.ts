@@ -55,6 +55,8 @@ export interface PoolContext {
   /** Forks that failed in a row (EMFILE, ENOMEM, ...), and when spawning may be tried again. */
   spawnFailures: number;
   spawnRetryAt: number;
+  /** Children retired in a row because they could not accept (EMFILE...): an episode, logged once. */
+  exhaustedChildren: number;
   /** Generation whose children get orders. */
   generation: number;
   /** Generation new children are spawned in (ahead of `generation` during a reload). */

@@ -154,6 +154,10 @@ export function onAnswer(ctx: PoolContext, child: Child, accepted: boolean): voi
   if (accepted) {
     countAccepted(ctx, child);
     listener.roundAccepted++;
+    if (ctx.exhaustedChildren > 0) {
+      ctx.logger.info('children accept again', { retired: ctx.exhaustedChildren });
+      ctx.exhaustedChildren = 0;
+    }
     ctx.latency.record((performance.now() - listener.readableAt) * 1000);
   } else {
     child.chainLeft = 0;

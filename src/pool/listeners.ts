@@ -57,6 +57,8 @@ export interface Listener {
   overloadedAt: number;
   overloadStrategy: 'graceful' | 'abrupt';
   rejected: number;
+  /** The parent's own abrupt accept failed (EMFILE...): said once, until one works again. */
+  acceptFailing: boolean;
   /** Reused `beforeDispatch` request, so the hot path allocates nothing. */
   readonly request: DispatchRequest & { idle: ChildInfo[] };
 }
@@ -123,6 +125,7 @@ function addListener(ctx: PoolContext, info: ListenerInfo, target: ListenTarget,
     overloadedAt: 0,
     overloadStrategy: 'graceful',
     rejected: 0,
+    acceptFailing: false,
     request: { listener: index, wanted: 1, idle: [] },
   };
   ctx.listeners.push(listener);

@@ -49,8 +49,15 @@ export function noIdleChild(ctx: PoolContext, listener: Listener, vetoed: boolea
   try {
     closed = native.acceptAndClose(listener.fd, ABRUPT_BATCH, decision.response ?? null);
   } catch (error) {
-    ctx.logger.error('abrupt overload: accept failed', { listener: listener.index, error: toError(error).message });
+    // The parent itself is out of descriptors (or memory): accepting again at the next wake-up
+    // would fail the same way, in a loop. Wait gracefully for an idle child instead, and say so
+    // once until an abrupt accept works again.
+    if (!listener.acceptFailing) ctx.logger.error('abrupt overload: the parent cannot accept; connections wait for a child instead', { listener: listener.index, error: toError(error).message });
+    listener.acceptFailing = true;
+    moveListener(ctx, listener, 'overloaded');
+    return;
   }
+  listener.acceptFailing = false;
   listener.rejected += closed;
   ctx.counters.rejected += closed;
   watch(ctx, listener);

@@ -48,8 +48,13 @@ export function routeFrame(ctx: PoolContext, child: Child, type: number, _argume
     }
     case Status.EXITING: {
       const exiting = parseExitingReason(payload);
-      if (typeof exiting === 'string') refuse(ctx, child, exiting);
-      else stopChild(ctx, child, exiting.reason ?? 'asked to be retired');
+      if (typeof exiting === 'string') {
+        refuse(ctx, child, exiting);
+        return;
+      }
+      // Retiring instead of answering an order: it could not accept (out of descriptors).
+      if (child.state === 'accepting') noteExhausted(ctx, child, exiting.reason);
+      stopChild(ctx, child, exiting.reason ?? 'asked to be retired');
       return;
     }
     case Status.ERROR:
@@ -75,6 +80,14 @@ export function routeFrame(ctx: PoolContext, child: Child, type: number, _argume
     default:
       refuse(ctx, child, `a frame of type ${type}, which only the parent sends`);
   }
+}
+
+/**
+ * A child retired because it could not accept: logged once per episode (until a child accepts
+ * again, see `dispatch.ts`), however many children it takes, instead of once per order.
+ */
+function noteExhausted(ctx: PoolContext, child: Child, reason: string | undefined): void {
+  if (ctx.exhaustedChildren++ === 0) ctx.logger.warn('a child could not accept and retires; ordering another', { child: child.id, pid: child.pid, reason });
 }
 
 /** The reports that never carry a payload. */

@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { alive, allGone, ask, command, fixture, nextHook, readLine, startPool, stopPools, target, tempDir, waitFor } from '../helpers.js';
+import { findExecutable, skipWithout } from '../environment.js';
+import { alive, allGone, ask, command, fixture, nextHook, readLine, served, startPool, stopPools, target, tempDir, waitFor } from '../helpers.js';
 
 afterEach(stopPools);
 
@@ -137,5 +138,80 @@ async function bindWithin(server: net.Server, port: number, ms: number): Promise
       if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || Date.now() > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+  }
+}
+
+describe('out of file descriptors', () => {
+  const PRLIMIT = findExecutable('prlimit');
+  const skip = skipWithout(PRLIMIT ? undefined : 'prlimit is missing (Debian: util-linux), so the descriptor-exhaustion test is skipped');
+
+  it.skipIf(skip)('a child that cannot accept (EMFILE) retires at once instead of being ordered in a loop; another child serves', async () => {
+    const pool = await startPool({ children: { start: 2, min: 2, max: 4, minSpare: 0 }, acceptChain: 0 });
+    const exhausted = pool.children()[0]!;
+    // A low limit, so that filling it is quick whatever the machine's default.
+    execFileSync(PRLIMIT!, ['--pid', String(exhausted.pid), '--nofile=128:128']);
+    const orders: number[] = [];
+    pool.hooks.onDispatch.tap('test', (child) => void orders.push(child.id));
+    expect(await ask(pool, 'exhaust-fds')).toMatch(new RegExp(`^exhausted \\d+ ${exhausted.id} `));
+    await served(pool, 1);
+    const exit = nextHook(pool.hooks.onChildExit, (child) => child.id === exhausted.id);
+    // Child 1 is the oldest idle one, so it gets the next order, fails to accept, and retires.
+    const answer = await ask(pool, 'who');
+    expect(answer).toMatch(/^2 /);
+    const [child] = await exit;
+    expect(child.stopReason).toMatch(/cannot accept: EMFILE/);
+    expect(orders.filter((id) => id === exhausted.id)).toHaveLength(2);
+    expect(pool.logged.lines.filter((line) => line.message === 'a child could not accept and retires; ordering another')).toHaveLength(1);
+    expect(pool.logged.lines.find((line) => line.message === 'children accept again')?.fields).toMatchObject({ retired: 1 });
+  });
+});
+
+describe('the parent out of file descriptors', () => {
+  const PRLIMIT = findExecutable('prlimit');
+  const skip = skipWithout(PRLIMIT ? undefined : 'prlimit is missing (Debian: util-linux), so the descriptor-exhaustion test is skipped');
+
+  it.skipIf(skip)('an abrupt overload that cannot accept waits for a child instead of spinning, and says so once', async () => {
+    const parent = spawn(process.execPath, [fixture('pool-script.mjs')], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CHILDREN: '1', OVERLOAD: 'abrupt' } });
+    let stderr = '';
+    parent.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    try {
+      const [line] = (await once(parent.stdout!, 'data')) as [Buffer];
+      const { port } = JSON.parse(line.toString()) as { port: number };
+      const held = net.connect({ host: '127.0.0.1', port });
+      held.write('hold\n');
+      await readLine(held);
+      // The parent's lowest free descriptor becomes its limit: its next accept gets EMFILE.
+      const open = new Set(readdirSync(`/proc/${parent.pid}/fd`).map(Number));
+      let lowestFree = 0;
+      while (open.has(lowestFree)) lowestFree++;
+      execFileSync(PRLIMIT!, ['--pid', String(parent.pid), `--nofile=${lowestFree}:`]);
+      const waiting = [1, 2, 3].map(() => {
+        const socket = net.connect({ host: '127.0.0.1', port });
+        socket.write('who\n');
+        return socket;
+      });
+      await Promise.all(waiting.map((socket) => once(socket, 'connect')));
+      await waitUntil(() => stderr.includes('the parent cannot accept'), 5000).catch((error: Error) => {
+        throw new Error(`${error.message}; the pool's stderr:\n${stderr}`);
+      });
+      // Descriptors back, the child freed: the waiting clients are served, not turned away.
+      execFileSync(PRLIMIT!, ['--pid', String(parent.pid), '--nofile=1024:']);
+      held.write('release\n');
+      const answers = await Promise.all(waiting.map((socket) => readLine(socket)));
+      for (const answer of answers) expect(answer).toMatch(/^\d+ \d+$/);
+      expect(stderr.split('\n').filter((entry) => entry.includes('the parent cannot accept'))).toHaveLength(1);
+      for (const socket of [held, ...waiting]) socket.destroy();
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  });
+});
+
+/** Polls (bounded) for a condition about another process's output, which no event of ours tells. */
+async function waitUntil(predicate: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`not reached within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
