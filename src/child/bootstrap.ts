@@ -16,6 +16,8 @@ export interface ChildBootstrap {
   parentPid: number;
   /** How long after the parent's death the lifeline kills this child if it is still there. */
   orphanGraceMs: number;
+  /** The user and group to become before loading the handler (with the user's supplementary groups). */
+  runAs?: { uid: number; gid: number };
 }
 
 /** Reads and removes PREFORK_CHILD, so that the handler's own subprocesses do not see it. */

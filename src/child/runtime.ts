@@ -105,6 +105,7 @@ export class ChildRuntime {
     process.on('uncaughtException', (error) => this.#uncaught(error));
     process.on('unhandledRejection', (reason) => this.#uncaught(reason));
     try {
+      this.#dropPrivileges();
       const loaded = (await import(pathToFileURL(this.#boot.handler).href)) as HandlerModule & { default?: HandlerModule };
       // A CommonJS module arrives as `default`; an ES module's named exports are on the namespace.
       const exports = loaded.connection || loaded.request || loaded.init ? loaded : loaded.default && typeof loaded.default === 'object' ? loaded.default : typeof loaded.default === 'function' ? { request: loaded.default as never } : loaded;
@@ -128,6 +129,25 @@ export class ChildRuntime {
       return;
     }
     this.#send(Status.READY);
+  }
+
+  /**
+   * Becomes the run-as user before any user code is loaded: its supplementary groups from the
+   * group database (initgroups), then its group, then its uid. The pool starts children as itself
+   * for this, because a spawn with uid/gid drops every supplementary group.
+   */
+  #dropPrivileges(): void {
+    const runAs = this.#boot.runAs;
+    if (!runAs) return;
+    // POSIX-only methods, optional in Node's types.
+    const posix = process as unknown as { initgroups(user: number, group: number): void; setgid(id: number): void; setuid(id: number): void };
+    try {
+      posix.initgroups(runAs.uid, runAs.gid);
+      posix.setgid(runAs.gid);
+      posix.setuid(runAs.uid);
+    } catch (error) {
+      throw new Error(`could not run as uid ${runAs.uid}, gid ${runAs.gid}: ${toError(error).message}`, { cause: error });
+    }
   }
 
   #createContext(): ChildContext {

@@ -107,8 +107,8 @@ function fork(ctx: PoolContext, request: SpawnRequest): { proc: ChildProcess; ch
   for (const listener of ctx.listeners) stdio.push(listener.fd);
   try {
     const { execArgv, env } = request;
-    const { cwd, uid, gid } = ctx.options;
-    return { proc: spawn(process.execPath, [...execArgv, ctx.childEntry], { stdio, env: env as NodeJS.ProcessEnv, cwd, uid, gid }), channelFd: parentEnd };
+    // No uid/gid here: the child drops to them itself, keeping the user's supplementary groups.
+    return { proc: spawn(process.execPath, [...execArgv, ctx.childEntry], { stdio, env: env as NodeJS.ProcessEnv, cwd: ctx.options.cwd }), channelFd: parentEnd };
   } catch (error) {
     native.close(parentEnd);
     throw error;
@@ -253,6 +253,9 @@ function childEnv(ctx: PoolContext, id: number, generation: number): Record<stri
     // An orphan has the heartbeat's time to finish, as a hung child would have had.
     orphanGraceMs: options.timeouts.heartbeat || options.timeouts.stop,
   };
+  if (options.uid !== undefined || options.gid !== undefined) {
+    bootstrap.runAs = { uid: options.uid ?? process.getuid!(), gid: options.gid ?? process.getgid!() };
+  }
   const env: Record<string, string | undefined> = { ...process.env, ...options.env, PREFORK_CHILD: JSON.stringify(bootstrap) };
   // Sockets systemd handed to the parent are the parent's; a child must not adopt them again.
   delete env.LISTEN_FDS;

@@ -1,6 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, chownSync, constants, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { findGroup, findUser } from '../../../src/config/accounts.js';
@@ -28,11 +29,15 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Removes the users that an earlier run, killed before its clean-up, left behind. */
+/** Removes the users (and their extra groups) that an earlier run, killed before its clean-up, left behind. */
 function removeStaleUsers(): void {
   for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
     const match = /^(prefork-test-(\d+)-[0-9a-f]+):/.exec(line);
     if (match && !alive(Number(match[2]))) execFileSync('userdel', [match[1]!]);
+  }
+  for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+    const match = /^(prefork-test-(\d+)-[0-9a-f]+-x):/.exec(line);
+    if (match && !alive(Number(match[2]))) execFileSync('groupdel', [match[1]!]);
   }
 }
 
@@ -97,6 +102,34 @@ describe.skipIf(SKIP)('privilege drop (root only: it creates a system user and c
     expect(answer.gid).toBe(account.gid);
     server!.signal('SIGTERM');
     expect((await server!.exited).code).toBe(0);
+  });
+
+  it("gives the children the run-as user's supplementary groups (initgroups), not none", async () => {
+    const extra = `${USER}-x`.slice(0, 31);
+    execFileSync('groupadd', ['--system', extra]);
+    try {
+      execFileSync('usermod', ['--append', '--groups', extra, USER]);
+      const handler = `export function connection(socket) { socket.end(JSON.stringify({ uid: process.getuid(), groups: process.getgroups() }) + '\\n'); }\n`;
+      const dir = project({ 'groups.mjs': handler, 'prefork.config.json': { handler: './groups.mjs', listen: '127.0.0.1:0', user: USER, children: { start: 1 } } });
+      const server = new Server([], dir);
+      const { port } = await server.started();
+      const answer = await new Promise<string>((resolve, reject) => {
+        let text = '';
+        const socket = net.connect({ host: '127.0.0.1', port });
+        socket.on('data', (chunk) => (text += chunk));
+        socket.on('error', reject);
+        socket.on('close', () => resolve(text));
+      });
+      const seen = JSON.parse(answer) as { uid: number; groups: number[] };
+      expect(seen.uid).toBe(account.uid);
+      expect(seen.groups).toContain(findGroup(extra)!.gid);
+      expect(seen.groups).toContain(account.gid);
+      expect(seen.groups).not.toContain(0);
+      server.signal('SIGTERM');
+      expect((await server.exited).code).toBe(0);
+    } finally {
+      execFileSync('groupdel', [extra]);
+    }
   });
 
   it('refuses to start children as another user when not root, with status 77', async () => {
