@@ -102,6 +102,10 @@ export class ChildRuntime {
     // decides when children stop, so busy connections are not cut by a keystroke.
     process.on('SIGINT', () => {});
     process.on('SIGHUP', () => {});
+    // stderr is a pipe the parent reads: once the parent is gone a write fails with EPIPE, which
+    // unhandled would crash an orphan that is finishing its connections. Its output is lost anyway.
+    process.stderr.on('error', () => {});
+    process.stdout.on('error', () => {});
     process.on('uncaughtException', (error) => this.#uncaught(error));
     process.on('unhandledRejection', (reason) => this.#uncaught(reason));
     try {

@@ -119,6 +119,20 @@ describe('the parent dies', () => {
     expect(await allGone(pids, 5000)).toEqual([]);
     stuck.destroy();
   });
+
+  it("an orphan finishing its connection survives writing to its stderr, whose reader is gone", async () => {
+    const parent = spawn(process.execPath, [fixture('pool-script.mjs')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CHILDREN: '1' } });
+    const [line] = (await once(parent.stdout!, 'data')) as [Buffer];
+    const { port } = JSON.parse(line.toString()) as { port: number };
+    const held = net.connect({ host: '127.0.0.1', port });
+    held.write('hold-then-stderr\n');
+    expect(await readLine(held)).toMatch(/^held 1 /);
+    parent.kill('SIGKILL');
+    await once(parent, 'exit');
+    held.write('go\n');
+    expect(await readLine(held)).toMatch(/^survived 1 /);
+    held.destroy();
+  });
 });
 
 /** Binds `server` to 127.0.0.1:`port`, retrying EADDRINUSE for at most `ms`. */
