@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_LABEL_LENGTH, MAX_LOG_FIELDS, MAX_STACK_LENGTH, MAX_TEXT_LENGTH, parseErrorReport, parseExitingReason, parseLogLine, parseShutdownRequest, shapeErrorReport, shapeLogLine } from '../../../src/channel/payloads.js';
+import { clip, MAX_LABEL_LENGTH, MAX_LOG_FIELDS, MAX_STACK_LENGTH, MAX_TEXT_LENGTH, parseErrorReport, parseExitingReason, parseLogLine, parseShutdownRequest, shapeErrorReport, shapeLogLine } from '../../../src/channel/payloads.js';
 
 describe('parseLogLine', () => {
   it('accepts the four levels with a string message and plain-object fields', () => {
@@ -78,5 +78,46 @@ describe('the other payloads a child sends', () => {
     const report = shapeErrorReport({ message: 'm'.repeat(MAX_TEXT_LENGTH + 5), stack: 's'.repeat(MAX_STACK_LENGTH + 5), code: 42 }, 'request');
     expect(parseErrorReport(JSON.parse(JSON.stringify(report)))).toEqual(report);
     expect(report.code).toBe('42');
+  });
+});
+
+describe('the bounds, exactly', () => {
+  it('clip keeps a text of exactly the limit and cuts one longer, marking the cut', () => {
+    expect(clip('abc', 3)).toBe('abc');
+    expect(clip('abcd', 3)).toBe('ab…');
+    expect(clip(42, 5)).toBe('42');
+  });
+
+  it('optional strings may be absent or empty; a label of exactly 256 characters passes, 257 does not', () => {
+    expect(parseShutdownRequest({})).toEqual({ reason: undefined, token: undefined });
+    expect(parseShutdownRequest({ reason: '', token: '' })).toEqual({ reason: '', token: '' });
+    expect(parseShutdownRequest({ token: 't'.repeat(MAX_LABEL_LENGTH) })).toEqual({ reason: undefined, token: 't'.repeat(MAX_LABEL_LENGTH) });
+    expect(parseExitingReason(undefined)).toEqual({ reason: undefined });
+    expect(parseExitingReason({ reason: 1 })).toBe('a retirement reason must be a string');
+    expect(parseExitingReason([])).toBe('a retirement payload must be an object');
+    expect(parseErrorReport({ message: 'm', where: 'w', code: 5 })).toBe('an error code must be a string');
+    expect(parseErrorReport({ message: 'm', where: 'w'.repeat(MAX_LABEL_LENGTH + 1) })).toBe(`where an error happened is longer than ${MAX_LABEL_LENGTH} characters`);
+    expect(parseErrorReport({ message: 'm', where: 'w', stack: 's'.repeat(MAX_STACK_LENGTH) })).toMatchObject({ stack: 's'.repeat(MAX_STACK_LENGTH) });
+    expect(parseErrorReport({ message: 'm', where: 'w', stack: 's'.repeat(MAX_STACK_LENGTH + 1) })).toBe(`an error stack is longer than ${MAX_STACK_LENGTH} characters`);
+    expect(parseErrorReport({ message: 'm', where: 'w' })).toStrictEqual({ message: 'm', where: 'w' });
+  });
+
+  it('names an unknown key cut to a label’s length', () => {
+    const key = 'k'.repeat(MAX_LABEL_LENGTH + 50);
+    expect(parseExitingReason({ [key]: 1 })).toBe(`a retirement payload has an unknown key ${JSON.stringify(key.slice(0, MAX_LABEL_LENGTH))}`);
+  });
+
+  it('shapes a log line without fields as one, and keeps exactly 64 fields whole', () => {
+    expect(shapeLogLine('info', 'm', undefined)).toStrictEqual({ level: 'info', message: 'm' });
+    expect(shapeLogLine('info', 'm', null)).toStrictEqual({ level: 'info', message: 'm' });
+    const sixtyFour = Object.fromEntries(Array.from({ length: MAX_LOG_FIELDS }, (_, i) => [`k${i}`, i]));
+    expect(shapeLogLine('info', 'm', sixtyFour).fields).toEqual(sixtyFour);
+    expect(shapeLogLine('info', 'x'.repeat(MAX_TEXT_LENGTH), undefined).message).toBe('x'.repeat(MAX_TEXT_LENGTH));
+  });
+
+  it('shapes an error report from whatever was thrown: no message, a non-string stack or code', () => {
+    expect(shapeErrorReport({}, 'request')).toStrictEqual({ message: 'unknown error', where: 'request' });
+    expect(shapeErrorReport({ message: 'm', stack: 5, code: { x: 1 } }, 'init')).toStrictEqual({ message: 'm', where: 'init' });
+    expect(shapeErrorReport({ message: 'm', stack: 's', code: 'E_X' }, 'w'.repeat(MAX_LABEL_LENGTH + 9))).toStrictEqual({ message: 'm', stack: 's', code: 'E_X', where: `${'w'.repeat(MAX_LABEL_LENGTH - 1)}…` });
   });
 });
