@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { PreforkError, toError } from '../src/errors.js';
+import { toError } from '../src/errors.js';
 import type { PoolPlugin, ShutdownRequest } from '../src/pool/hooks.js';
 import type { Pool } from '../src/pool/Pool.js';
 import type { PoolStats } from '../src/pool/stats.js';

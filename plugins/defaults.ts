@@ -1,6 +1,6 @@
 import type { PoolPlugin } from '../src/pool/hooks.js';
 import type { PoolOptions, ResolvedPoolOptions } from '../src/pool/options.js';
-import { resolveOverloadOptions } from '../src/pool/policyOptions.js';
+import { resolveOverloadOptions, type OverloadOptions } from '../src/pool/policyOptions.js';
 import { AbruptOverloadPlugin } from './AbruptOverloadPlugin.js';
 import { GracefulOverloadPlugin } from './GracefulOverloadPlugin.js';
 import { LoggerPlugin } from './LoggerPlugin.js';
@@ -17,7 +17,7 @@ import { SpareChildrenPlugin } from './SpareChildrenPlugin.js';
  */
 export function defaultPlugins(options: ResolvedPoolOptions): PoolPlugin[] {
   const { slots: _slots, ...bounds } = options.children;
-  const plugins: PoolPlugin[] = [new SpareChildrenPlugin(bounds), overloadPlugin(options.overload)];
+  const plugins: PoolPlugin[] = [new SpareChildrenPlugin(bounds), overloadPolicy(options.overload)];
   if (options.recycle) plugins.push(new RecyclePlugin(options.recycle));
   plugins.push(new LoggerPlugin());
   return plugins;
@@ -25,7 +25,11 @@ export function defaultPlugins(options: ResolvedPoolOptions): PoolPlugin[] {
 
 /** The overload plugin for an `overload` option: `"graceful"`, `"abrupt"` or `{ strategy, response, retryAfter }`. */
 export function overloadPlugin(overload: PoolOptions['overload']): PoolPlugin {
-  const resolved = resolveOverloadOptions(overload);
-  if (resolved.strategy === 'graceful') return new GracefulOverloadPlugin();
-  return new AbruptOverloadPlugin({ response: resolved.response, retryAfter: resolved.retryAfter });
+  return overloadPolicy(resolveOverloadOptions(overload));
+}
+
+/** The overload plugin for an `overload` option that `resolvePoolOptions` already read. */
+function overloadPolicy(overload: OverloadOptions): PoolPlugin {
+  if (overload.strategy === 'graceful') return new GracefulOverloadPlugin();
+  return new AbruptOverloadPlugin({ response: overload.response, retryAfter: overload.retryAfter });
 }

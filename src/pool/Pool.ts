@@ -3,7 +3,7 @@ import { createLogger } from '../logger.js';
 import type { Logger } from '../child/types.js';
 import type { ListenerInfo } from '../native/index.js';
 import type { ChildInfo } from './Child.js';
-import { checkStarted, findChildEntry, spawnChild, stopChild, watchdog } from './children.js';
+import { checkStarted, findChildEntry, spawnChild, startingCount, stopChild, watchdog } from './children.js';
 import { createCounters, type PluginSet, type PoolContext, type PoolOutcome } from './context.js';
 import { beginReload, prepareReload } from './generations.js';
 import { guardTaps } from './guard.js';
@@ -136,7 +136,7 @@ export class Pool {
     }
     this.#armTimers();
     this.hooks.onStart.call();
-    if (this.#startingCount() > 0 && !ctx.fatal) {
+    if (startingCount(ctx) > 0 && !ctx.fatal) {
       await new Promise<void>((resolve) => {
         ctx.startWaiter = resolve;
         checkStarted(ctx);
@@ -317,10 +317,6 @@ export class Pool {
       ctx.tickTimer = setInterval(() => this.#tick(), ctx.options.tickInterval);
       this.#intervals.tick = ctx.options.tickInterval;
     }
-  }
-
-  #startingCount(): number {
-    return this.#ctx.children.filter((child) => child.state === 'starting').length;
   }
 
   /** Maintenance: retry refused connections, let the spawning policy spawn, then `onParentTick`. */

@@ -190,7 +190,7 @@ function missedDeadline(child: Child, now: number, heartbeat: number, connection
 }
 
 /** A child process is gone: count what it lost, tell `onChildExit`, and unblock whoever waited on it. */
-export function reap(ctx: PoolContext, child: Child, code: number | null, signal: NodeJS.Signals | null): void {
+function reap(ctx: PoolContext, child: Child, code: number | null, signal: NodeJS.Signals | null): void {
   const index = ctx.children.indexOf(child);
   if (index < 0) return;
   // The child is gone, but its last frames (a DONE, an error report) may still be unread.

@@ -198,7 +198,7 @@ export function settle(ctx: PoolContext, child: Child): void {
 }
 
 /** Step 8. One order of the listener's round is answered; the last one re-arms the watcher. */
-export function orderAnswered(ctx: PoolContext, listener: Listener): void {
+function orderAnswered(ctx: PoolContext, listener: Listener): void {
   listener.outstanding--;
   if (listener.outstanding > 0) return;
   const hooks = ctx.current.hooks;
