@@ -135,10 +135,19 @@ try {
   loading = false;
   await Promise.all(loops);
   agent.destroy();
-  // Back to the starting size (a reload resets TTIN/TTOU), idle, then the figures again.
-  server.kill('SIGHUP');
-  const mark = log.length;
-  await until(() => log.slice(mark).some((entry) => entry.msg === 'reload complete'), 'the last reload');
+  // Back to the starting size (a reload resets TTIN/TTOU), idle, then the figures again. The HUP
+  // may be dropped (the signal queue holds 5, and the chaos may have filled it) or its reload
+  // abandoned (a child it started was killed): send it again until one completes.
+  for (let attempt = 1; ; attempt++) {
+    const mark = log.length;
+    server.kill('SIGHUP');
+    try {
+      await until(() => log.slice(mark).some((entry) => entry.msg === 'reload complete'), 'the last reload', 5000);
+      break;
+    } catch (error) {
+      if (attempt === 4) throw new Error(`${error.message}; the last log lines: ${JSON.stringify(log.slice(-8))}`);
+    }
+  }
   await until(() => childPids().length === START, `${START} children again`);
   await sleep(1000);
   const after = { fds: fdCount(), rss: rss() };
