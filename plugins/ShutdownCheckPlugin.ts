@@ -32,10 +32,10 @@ export interface ShutdownCheckOptions {
   /** A check of your own, run on every tick. @default undefined */
   predicate?: ShutdownPredicate;
   /**
-   * When one of these checks stops the server, first serve the connections already queued in the
-   * backlog (closing a listening socket resets them): `true` drains for up to `timeouts.stop` ms,
-   * a number for up to that many ms. Stops asked for by children are not drained.
-   * @default false
+   * How long a stop by one of these checks serves the connections already queued in the backlog
+   * (shutting a listening socket down resets them): `true` for up to `timeouts.stop` ms, a number
+   * for up to that many ms, `false` not at all.
+   * @default the pool's `timeouts.drain`, as every stop
    */
   drainBacklog?: boolean | number;
   /**
@@ -53,14 +53,14 @@ export interface ShutdownCheckOptions {
  * Stops the server on conditions checked on every `onParentTick`: a stop file appears or
  * disappears, the pool has run `maxUptime`, nothing has connected for `idleShutdown` (a whole-server
  * idle timeout, for socket-activated services), or a predicate says so. The stop is the graceful
- * one of `pool.stop(reason)`: children finish their connections first, and with `drainBacklog` the
- * connections still queued in the backlog are served before the listeners close.
+ * one of `pool.stop(reason)`: children finish their connections first, and the connections still
+ * queued in the backlog are served before the listeners close (`drainBacklog`).
  *
  * It also decides on children's shutdown requests (`onShutdownRequest`): only those with a
  * configured token, none at all, or those a user check accepts.
  */
 export class ShutdownCheckPlugin implements PoolPlugin {
-  readonly #options: ShutdownCheckOptions & { stopFileWhen: 'appears' | 'disappears'; maxUptime: number; idleShutdown: number; allowShutdownRequests: boolean; drainBacklog: boolean | number };
+  readonly #options: ShutdownCheckOptions & { stopFileWhen: 'appears' | 'disappears'; maxUptime: number; idleShutdown: number; allowShutdownRequests: boolean; drainBacklog: boolean | number | undefined };
   readonly #tokens: ReadonlySet<string> | undefined;
   #stopFilePath: string | undefined;
   #stopFileSeen = false;
@@ -79,8 +79,8 @@ export class ShutdownCheckPlugin implements PoolPlugin {
     if (options.predicate !== undefined && typeof options.predicate !== 'function') throw invalid('predicate', 'a function (stats, pool) => boolean', options.predicate);
     if (options.honourRequest !== undefined && typeof options.honourRequest !== 'function') throw invalid('honourRequest', 'a function (request) => boolean', options.honourRequest);
     if (options.allowShutdownRequests !== undefined && typeof options.allowShutdownRequests !== 'boolean') throw invalid('allowShutdownRequests', 'true or false', options.allowShutdownRequests);
-    const drainBacklog = options.drainBacklog ?? false;
-    if (typeof drainBacklog !== 'boolean') milliseconds(`${PLUGIN_NAME} drainBacklog`, drainBacklog, 0, 0);
+    const drainBacklog = options.drainBacklog;
+    if (drainBacklog !== undefined && typeof drainBacklog !== 'boolean') milliseconds(`${PLUGIN_NAME} drainBacklog`, drainBacklog, 0, 0);
     const tokens = options.shutdownToken === undefined ? undefined : Array.isArray(options.shutdownToken) ? options.shutdownToken : [options.shutdownToken];
     if (tokens && (tokens.length === 0 || tokens.some((token) => typeof token !== 'string' || token === ''))) throw invalid('shutdownToken', 'a non-empty string or an array of them', options.shutdownToken);
     this.#tokens = tokens ? new Set(tokens) : undefined;
@@ -181,6 +181,6 @@ export class ShutdownCheckPlugin implements PoolPlugin {
     this.#stopping = true;
     const { drainBacklog } = this.#options;
     const drainMs = drainBacklog === true ? pool.options.timeouts.stop : drainBacklog === false ? 0 : drainBacklog;
-    void pool.stop(reason, { drainMs });
+    void pool.stop(reason, drainMs === undefined ? {} : { drainMs });
   }
 }

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from '../index.js';
@@ -190,11 +190,12 @@ export function accepted(pool: Pool, count: number, ms?: number): Promise<void> 
   return waitFor(pool.hooks.afterDispatch as never, () => pool.stats().connections.accepted >= count, ms);
 }
 
-/** Whether a process of that pid is still there. */
+/** Whether a process of that pid is still there and has not exited (a zombie counts as gone). */
 export function alive(pid: number): boolean {
+  // A zombie has exited; it only waits to be reaped (by init, for an orphan, which may be slow).
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }

@@ -15,6 +15,9 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef PREFORK_HAVE_SOCKET_FILTER
+#include <linux/filter.h>
+#endif
 
 /*
  * Errors that mean "this attempt produced no connection", not "this listener is broken": the
@@ -217,6 +220,46 @@ napi_value prefork_shutdown_listener(napi_env env, napi_callback_info info) {
   if (!prefork_get_fd_argument(env, info, &fd)) return NULL;
   if (shutdown(fd, SHUT_RD) < 0 && errno != ENOTCONN) return prefork_throw_errno(env, errno, "shutdown", NULL);
   return NULL;
+}
+
+/*
+ * holdNewConnections(fd): makes a TCP listener ignore new connection attempts while it keeps the
+ * ones already queued, the first step of a stop that loses nothing. A classic BPF socket filter
+ * on the listening socket (shared by every process that holds it) drops each packet with SYN set
+ * and ACK clear: the kernel never answers a new SYN, while the final ACK of a handshake already
+ * under way still completes it into the queue. Clients retransmit their SYN (after 1 s on Linux),
+ * and by then the pool has drained the queue and shut the listener down, so the retry is refused
+ * and a front proxy moves on to another server without having sent its request. Closing or
+ * shutting down the listener instead resets every queued connection, whose client has often sent
+ * its request already. The filter sees the TCP header at offset 0; byte 13 holds the flags.
+ * Returns false (and does nothing) for a Unix socket or a build without socket filters.
+ */
+napi_value prefork_hold_new_connections(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!prefork_get_fd_argument(env, info, &fd)) return NULL;
+  bool held = false;
+#ifdef PREFORK_HAVE_SOCKET_FILTER
+  int domain = 0;
+  socklen_t length = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) < 0) return prefork_throw_errno(env, errno, "getsockopt", NULL);
+  if (domain == AF_INET || domain == AF_INET6) {
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),            /* SYN | ACK */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),      /* SYN alone: a new attempt */
+        BPF_STMT(BPF_RET | BPF_K, 0),                         /* drop it */
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffff),                /* keep everything else */
+    };
+    struct sock_fprog program = {.len = sizeof code / sizeof code[0], .filter = code};
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) < 0) return prefork_throw_errno(env, errno, "setsockopt", NULL);
+    held = true;
+  }
+#else
+  (void)fd;
+#endif
+  napi_value result;
+  PREFORK_CALL(env, napi_get_boolean(env, held, &result));
+  return result;
 }
 
 /* readable(fd): whether a connection waits right now (poll with a zero timeout). Works for every

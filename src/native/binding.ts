@@ -25,6 +25,7 @@ export interface NativeBinding {
   acceptQueue(fd: number): AcceptQueue | null;
   readable(fd: number): boolean;
   shutdownListener(fd: number): void;
+  holdNewConnections(fd: number): boolean;
   socketpair(): [number, number];
   read(fd: number, buffer: Uint8Array, offset?: number, length?: number): number;
   write(fd: number, buffer: Uint8Array, offset?: number, length?: number): number;
@@ -48,6 +49,8 @@ export interface NativeFeatures {
   acceptQueue: boolean;
   /** TCP_DEFER_ACCEPT; otherwise `deferAccept` has no effect. */
   deferAccept: boolean;
+  /** Socket filters (Linux): {@link holdNewConnections} can keep new connections out of a TCP listener. */
+  holdNewConnections: boolean;
   /** Built with PREFORK_PORTABLE: the fallbacks forced on a system that has the fast paths. */
   portable: boolean;
 }

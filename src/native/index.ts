@@ -29,6 +29,7 @@ export {
   listenUnix,
   listenerInfo,
   shutdownListener,
+  holdNewConnections,
   type ListenTcpOptions,
   type ListenUnixOptions,
   type ListenerInfo,

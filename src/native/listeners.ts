@@ -144,3 +144,16 @@ export function listenerInfo(fd: number): SocketInfo {
 export function shutdownListener(fd: number): void {
   binding().shutdownListener(fd);
 }
+
+/**
+ * Keeps new connections out of a TCP listener, for every process that shares it, while the ones
+ * already queued stay to be accepted (Linux: a socket filter drops new SYNs; clients retry, and
+ * are refused once the listener is shut down). The first step of a stop that loses nothing.
+ * Returns false, doing nothing, for a Unix socket or a build without socket filters.
+ * @throws PreforkError `PREFORK_ERR_SOCKET` when the fd is not a socket.
+ */
+export function holdNewConnections(fd: number): boolean {
+  const what = `could not hold new connections on fd ${fd}`;
+  checkFd(what, fd);
+  return callNative('PREFORK_ERR_SOCKET', what, (native) => native.holdNewConnections(fd));
+}

@@ -127,6 +127,11 @@ static napi_status create_features(napi_env env, napi_value *result) {
 #else
       {"deferAccept", false},
 #endif
+#ifdef PREFORK_HAVE_SOCKET_FILTER
+      {"holdNewConnections", true},
+#else
+      {"holdNewConnections", false},
+#endif
 #ifdef PREFORK_PORTABLE
       {"portable", true},
 #else
@@ -168,6 +173,7 @@ NAPI_MODULE_INIT() {
       {"acceptQueue", NULL, prefork_accept_queue, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readable", NULL, prefork_readable, NULL, NULL, NULL, napi_enumerable, NULL},
       {"shutdownListener", NULL, prefork_shutdown_listener, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"holdNewConnections", NULL, prefork_hold_new_connections, NULL, NULL, NULL, napi_enumerable, NULL},
       {"socketpair", NULL, prefork_socketpair, NULL, NULL, NULL, napi_enumerable, NULL},
       {"read", NULL, prefork_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"write", NULL, prefork_write, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -38,6 +38,7 @@
 #if !defined(PREFORK_PORTABLE) && defined(__linux__)
 #define PREFORK_HAVE_TCP_INFO 1
 #define PREFORK_HAVE_DEFER_ACCEPT 1
+#define PREFORK_HAVE_SOCKET_FILTER 1
 #endif
 #if !defined(PREFORK_PORTABLE) && defined(MSG_NOSIGNAL)
 #define PREFORK_SEND_FLAGS MSG_NOSIGNAL
@@ -114,7 +115,9 @@ napi_value prefork_listener_info(napi_env env, napi_callback_info info);
 napi_value prefork_accept(napi_env env, napi_callback_info info);
 napi_value prefork_accept_queue_length(napi_env env, napi_callback_info info);
 napi_value prefork_readable(napi_env env, napi_callback_info info);
+napi_value prefork_hold_new_connections(napi_env env, napi_callback_info info);
 napi_value prefork_shutdown_listener(napi_env env, napi_callback_info info);
+napi_value prefork_hold_new_connections(napi_env env, napi_callback_info info);
 napi_value prefork_socketpair(napi_env env, napi_callback_info info);
 napi_value prefork_read(napi_env env, napi_callback_info info);
 napi_value prefork_write(napi_env env, napi_callback_info info);

@@ -41,10 +41,11 @@ export function pluginsFor(options: ResolvedPoolOptions, defaults: DefaultPlugin
 /** Options of {@link Pool.stop}. */
 export interface StopOptions {
   /**
-   * Before the children are told to stop, keep dispatching the connections already waiting in
-   * the backlog, until it is empty or this many milliseconds passed. Closing a listening socket
-   * resets the connections still queued on it; a drain serves them instead. 0 = no drain.
-   * @default 0
+   * New connections are kept out at once; before the children are told to stop, keep dispatching
+   * the connections already waiting in the backlog, until it is empty or this many milliseconds
+   * passed. Shutting a listening socket down resets the connections still queued on it; a drain
+   * serves them instead. 0 = no drain: the listener shuts down at once.
+   * @default `timeouts.drain` (5000)
    */
   drainMs?: number;
 }
@@ -160,7 +161,7 @@ export class Pool {
   stop(reason = 'stop requested', options: StopOptions = {}): Promise<void> {
     const ctx = this.#ctx;
     if (ctx.stopping) return ctx.stopping;
-    const drainMs = options.drainMs ?? 0;
+    const drainMs = options.drainMs ?? ctx.options.timeouts.drain;
     if (!Number.isInteger(drainMs) || drainMs < 0) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `stop: drainMs: expected a non-negative integer (ms), got ${JSON.stringify(drainMs)}`);
     milliseconds('stop: drainMs', drainMs, 0, 0);
     ctx.stopping = shutdown(ctx, reason, false, drainMs);

@@ -69,7 +69,9 @@ export function spawnChild(ctx: PoolContext): Child | undefined {
     onFrame: (type, argument, payload, count) => routeFrame(ctx, child, type, argument, payload, count),
     // EOF comes when the child exits; its 'exit' event (below) does the reaping.
     onClose: () => {},
+    // Bytes that decode to no frame: as untrusted as an invalid payload.
     onError: (error) => {
+      ctx.counters.invalidFrames++;
       ctx.logger.error('killing child after a control channel error', { child: child.id, pid: child.pid, error: error.message });
       kill(ctx, child);
     },

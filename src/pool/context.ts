@@ -10,7 +10,7 @@ import type { LatencyRecorder, PoolStats } from './stats.js';
 export type PoolState = PoolStats['state'];
 
 /** The pool's counters; `stats()` reports them (see `PoolStats` for what each counts). */
-const COUNTER_NAMES = ['ordered', 'accepted', 'chained', 'served', 'lost', 'rejected', 'acceptNothing', 'acceptTimeouts', 'spuriousWakeups', 'overloadEvents', 'overloadMs', 'exits', 'failedStarts', 'crashes'] as const;
+const COUNTER_NAMES = ['ordered', 'accepted', 'chained', 'served', 'lost', 'rejected', 'acceptNothing', 'acceptTimeouts', 'spuriousWakeups', 'overloadEvents', 'overloadMs', 'exits', 'failedStarts', 'crashes', 'invalidFrames'] as const;
 
 /** The pool's counters, each a number. */
 export type Counters = Record<(typeof COUNTER_NAMES)[number], number>;

@@ -144,6 +144,7 @@ export function onAnswer(ctx: PoolContext, child: Child, accepted: boolean): voi
     return;
   }
   if (child.state !== 'accepting') {
+    ctx.counters.invalidFrames++;
     ctx.logger.error('child answered an accept order it never got; killing it', { child: child.id, pid: child.pid });
     kill(ctx, child);
     return;
@@ -228,6 +229,7 @@ export function resolveOrder(ctx: PoolContext, child: Child, timedOut: boolean):
 export function onDone(ctx: PoolContext, child: Child): void {
   if (child.active < 1) {
     // Like an answer to an order it never got: the child's count and the parent's disagree.
+    ctx.counters.invalidFrames++;
     ctx.logger.error('child reported a connection done that it never accepted; killing it', { child: child.id, pid: child.pid, state: child.state });
     kill(ctx, child);
     return;
@@ -248,6 +250,7 @@ export function onDone(ctx: PoolContext, child: Child): void {
  */
 export function onChained(ctx: PoolContext, child: Child, count: number): void {
   if (count < 1 || count > child.chainLeft || (child.state !== 'busy' && child.state !== 'stopping')) {
+    ctx.counters.invalidFrames++;
     ctx.logger.error('child accepted a connection without a chain grant; killing it', { child: child.id, pid: child.pid, state: child.state, reported: count, granted: child.chainLeft });
     kill(ctx, child);
     return;

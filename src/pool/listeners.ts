@@ -42,6 +42,11 @@ export interface Listener {
   readonly watcher: Watcher;
   /** TCP on Linux: the accept-queue length is known. */
   readonly queueKnown: boolean;
+  /**
+   * Passed in (`fd:N`, systemd): the socket belongs to whoever passed it, who usually keeps it
+   * listening for the next instance, so a stop only stops accepting from it and closes this fd.
+   */
+  readonly inherited: boolean;
   /** A Unix socket file this pool created and must remove. */
   readonly ownedPath: string | undefined;
   /** That file's device and inode, so that a socket a newer server bound at the same path is left alone. */
@@ -113,6 +118,7 @@ function addListener(ctx: PoolContext, info: ListenerInfo, target: ListenTarget,
     target,
     watcher: native.createWatcher(info.fd, () => onReadable(ctx, listener)),
     queueKnown,
+    inherited: target.kind === 'fd' || target.kind === 'systemd',
     ownedPath,
     ownedFile: ownedPath === undefined ? undefined : fileIdentity(ownedPath),
     state: 'closed',
@@ -142,12 +148,40 @@ export function closeListeners(ctx: PoolContext): void {
 }
 
 /**
+ * The first step of a stop: no new connection may enter a backlog this pool is about to stop
+ * serving, while the ones already queued stay, to be drained. A TCP listener drops new SYNs
+ * (the client retries and is refused once {@link refuseNewConnections} ran); a Unix listener's
+ * socket file is removed, so new connects fail at once. Inherited listeners are left as they
+ * are. Returns whether a TCP listener is held, which asks the drain to let handshakes already
+ * under way complete before it calls the backlog empty.
+ */
+export function holdNewConnections(ctx: PoolContext): boolean {
+  let held = false;
+  for (const listener of ctx.listeners) {
+    if (listener.inherited) continue;
+    if (listener.ownedPath) {
+      removeSocketFile(listener);
+      continue;
+    }
+    try {
+      if (native.holdNewConnections(listener.fd)) held = true;
+    } catch (error) {
+      ctx.logger.warn('could not hold new connections on the listening socket', { listener: listener.index, error: toError(error).message });
+    }
+  }
+  return held;
+}
+
+/**
  * From here on nobody will accept: refuse new connections at once instead of letting the kernel
  * queue them until the last child exits (and then reset them). A front proxy then retries
- * elsewhere without having sent its request. The socket file of a Unix listener goes too.
+ * elsewhere without having sent its request. The socket file of a Unix listener goes too. An
+ * inherited listener is not touched: its owner (systemd) keeps it, and what it queues meanwhile
+ * waits for the next instance instead of being reset.
  */
 export function refuseNewConnections(ctx: PoolContext): void {
   for (const listener of ctx.listeners) {
+    if (listener.inherited) continue;
     try {
       native.shutdownListener(listener.fd);
     } catch (error) {

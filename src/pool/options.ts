@@ -41,6 +41,13 @@ export interface TimeoutOptions {
   /** From a stop order to the child's exit (its connections finish meanwhile). @default 30000 */
   stop: number;
   /**
+   * At the start of a stop, new connections are kept out of the listeners and the ones already
+   * queued are served for up to this long; what is still queued after it is reset when the
+   * listener shuts down. 0 = no drain: the listener shuts down at once. `pool.stop(reason,
+   * { drainMs })` overrides it for one stop. @default 5000
+   */
+  drain: number;
+  /**
    * The heartbeat: a child whose event loop does not answer a ping within this many ms (a handler
    * stuck in a loop) is killed and replaced, as gunicorn's `timeout`. Also how long children may
    * finish their connections after the parent died. 0 = off. @default 30000
@@ -169,6 +176,7 @@ export const TIMEOUT_DEFAULTS: Readonly<TimeoutOptions> = Object.freeze({
   accept: 5000,
   start: 30000,
   stop: 30000,
+  drain: 5000,
   heartbeat: 30000,
   connection: 0,
 });
@@ -261,6 +269,7 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
     accept: milliseconds('timeouts.accept', timeoutsRaw.accept, TIMEOUT_DEFAULTS.accept, 1),
     start: milliseconds('timeouts.start', timeoutsRaw.start, TIMEOUT_DEFAULTS.start, 1),
     stop: milliseconds('timeouts.stop', timeoutsRaw.stop, TIMEOUT_DEFAULTS.stop, 0),
+    drain: milliseconds('timeouts.drain', timeoutsRaw.drain, TIMEOUT_DEFAULTS.drain, 0),
     heartbeat: milliseconds('timeouts.heartbeat', timeoutsRaw.heartbeat, TIMEOUT_DEFAULTS.heartbeat, 0),
     connection: milliseconds('timeouts.connection', timeoutsRaw.connection, TIMEOUT_DEFAULTS.connection, 0),
   };

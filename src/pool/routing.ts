@@ -95,6 +95,7 @@ const BARE: ReadonlySet<number> = new Set([Status.ACCEPTED, Status.NOTHING, Stat
 
 /** A frame the child runtime never sends: the child is broken or compromised. */
 function refuse(ctx: PoolContext, child: Child, problem: string, what = 'frame'): void {
+  ctx.counters.invalidFrames++;
   ctx.logger.error(`child sent an invalid ${what}; killing it`, { child: child.id, pid: child.pid, problem });
   kill(ctx, child);
 }

@@ -52,6 +52,12 @@ export interface PoolStats {
   dispatchLatencyUs: { p50: number; p99: number; max: number; samples: number };
   /** Children that exited so far, and how many of them before they were ready. */
   exits: { total: number; failedStarts: number; crashes: number };
+  /**
+   * Frames from children refused as invalid (a payload off its schema, a type only the parent
+   * sends, bytes that are no frame): each one got its child killed. Above 0, a handler is broken
+   * or hostile; the log says which child and what it sent.
+   */
+  invalidFrames: number;
 }
 
 /**
@@ -125,5 +131,6 @@ export function snapshot(ctx: PoolContext): PoolStats {
     acceptQueue,
     dispatchLatencyUs: ctx.latency.summary(),
     exits: { total: c.exits, failedStarts: c.failedStarts, crashes: c.crashes },
+    invalidFrames: c.invalidFrames,
   };
 }

@@ -15,6 +15,9 @@ export interface HttpOptions {
    * Node closes the socket one second later than advertised, so that a client honouring the header
    * closes first instead of racing the server with a new request. An idle connection holds one of the
    * child's slots, which is why the default is short; `0` keeps idle connections open indefinitely.
+   * A stopping child does not cut idle connections (a request may be on its way on one): each
+   * ends with this timeout, its client's close, or its next request, answered `Connection: close`;
+   * so it also bounds how long a stop waits for idle keep-alive clients (5 s with `0`).
    * @default 5000
    */
   keepAliveTimeout?: number;
@@ -107,6 +110,12 @@ export function readIntegerOptions<Key extends string>(
 }
 
 const HEADERS_TIMEOUT_DEFAULT = 20_000;
+
+/**
+ * With `keepAliveTimeout: 0` (idle connections never time out), how long a stopping child leaves
+ * its idle keep-alive connections to their clients before it closes them.
+ */
+const UNBOUNDED_IDLE_STOP_MS = 5_000;
 
 const HTTP_OPTION_RULES = {
   keepAliveTimeout: { default: 5_000, min: 0, unit: 'ms' },
@@ -233,11 +242,7 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
     // the client to close; saying it through shouldKeepAlive makes the server close it as well.
     if (stopping || (limit > 0 && connection.requests >= limit)) res.shouldKeepAlive = false;
     connection.responses.add(res);
-    res.once('close', () => {
-      connection.responses.delete(res);
-      // Registered after Node's own 'finish' listener, so a kept-alive socket is idle again by now.
-      if (stopping) server.closeIdleConnections();
-    });
+    res.once('close', () => connection.responses.delete(res));
     const call = callHandler(req, res);
     connection.calls.add(call);
     void call.then(() => connection.calls.delete(call));
@@ -259,15 +264,21 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
     },
     stop() {
       stopping = true;
-      // Node counts a connection as idle between two requests only. One that has not sent its first
-      // request yet is left to do so (it is answered with Connection: close) or to hit headersTimeout.
-      server.closeIdleConnections();
+      // An idle keep-alive connection is not closed here: a client (nginx reusing its upstream
+      // connection) may have sent a request on it that is still on the wire, and closing would
+      // reset it, a loss the client cannot retry safely for a POST. It ends as it would outside a
+      // stop, when the client closes it or keepAliveTimeout runs out, or with its next request,
+      // answered with Connection: close. One that has not sent its first request yet is left to
+      // do so the same way, or to hit headersTimeout.
       for (const connection of connections.values()) {
         // Only the newest response may close the connection: one pipelined behind it would be lost.
         let newest: ServerResponse | undefined;
         for (const res of connection.responses) newest = res;
         if (newest && !newest.headersSent) newest.shouldKeepAlive = false;
       }
+      // With keepAliveTimeout 0 nothing else would end an idle connection before timeouts.stop
+      // kills the child.
+      if (settings.keepAliveTimeout === 0) setTimeout(() => server.closeIdleConnections(), UNBOUNDED_IDLE_STOP_MS).unref();
     },
   };
 };

@@ -101,7 +101,7 @@ describe('hung children', () => {
 });
 
 describe('the parent dies', () => {
-  it('its address is free at once for a new server, and every child is gone within the heartbeat, a stuck one too', async () => {
+  it('its address is free at once for a new server, idle children exit within a second, and every child is gone within the heartbeat, a stuck one too', async () => {
     const parent = spawn(process.execPath, [fixture('pool-script.mjs')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CHILDREN: '2', HEARTBEAT: '1500' } });
     const [line] = (await once(parent.stdout!, 'data')) as [Buffer];
     const { port, pids } = JSON.parse(line.toString()) as { port: number; pids: number[] };
@@ -109,13 +109,18 @@ describe('the parent dies', () => {
     stuck.on('error', () => {});
     stuck.write('spin\n');
     const stuckPid = Number((await readLine(stuck)).split(' ')[2]);
+    const idle = pids.filter((pid) => pid !== stuckPid);
+    expect(idle).toHaveLength(1);
     parent.kill('SIGKILL');
     await once(parent, 'exit');
+    // The idle child sees its control channel close and exits at once.
+    expect(await allGone(idle, 1000)).toEqual([]);
     // A restarted server binds the same address while the stuck child still holds the socket.
     const successor = net.createServer();
     await bindWithin(successor, port, 2000);
     expect(alive(stuckPid)).toBe(true);
     successor.close();
+    // The stuck one is killed by its lifeline once the heartbeat time (1.5 s) has passed.
     expect(await allGone(pids, 5000)).toEqual([]);
     stuck.destroy();
   });

@@ -1,12 +1,12 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as native from '../../src/native/index.js';
 import { isPreforkError } from '../../src/errors.js';
-import { ask, fixture, startPool, stopPools, tempDir } from '../helpers.js';
+import { ask, fixture, startPool, stopPools, tempDir, until } from '../helpers.js';
 import { NO_IPV6, skipWithout } from '../environment.js';
 
 afterEach(stopPools);
@@ -66,6 +66,55 @@ describe('listeners', () => {
     child.kill('SIGTERM');
     const [code] = await once(child, 'exit');
     expect(code).toBe(0);
+  });
+
+  it('a stop leaves a socket it was passed listening for its owner: what arrives meanwhile waits for the next instance', async () => {
+    // systemd keeps a socket-activated listener across restarts; shutting it down would break it
+    // for the next instance, and resetting its queue would lose what it holds.
+    const info = native.listenTcp('127.0.0.1', 0);
+    native.setCloexec(info.fd, false);
+    const child = spawn('/bin/sh', ['-c', `LISTEN_PID=$$ LISTEN_FDS=1 exec "${process.execPath}" "${fixture('systemd-script.mjs')}"`], {
+      stdio: ['ignore', 'pipe', 'inherit', info.fd],
+    });
+    // The test keeps its own descriptor, as systemd does.
+    await once(child.stdout!, 'data');
+    child.kill('SIGTERM');
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+    const socket = net.connect({ host: '127.0.0.1', port: info.port });
+    socket.on('error', () => {});
+    await once(socket, 'connect');
+    await until(() => native.readable(info.fd), 5000, 'the connection queued on the listener');
+    const accepted = native.accept(info.fd);
+    expect(accepted).toBeGreaterThanOrEqual(0);
+    native.close(accepted);
+    socket.destroy();
+    native.close(info.fd);
+  });
+
+  it('a stop removes its Unix socket file at once, so new connects fail, and serves what is already queued', async () => {
+    const path = join(tempDir('prefork-unix-stop-'), 'app.sock');
+    const pool = await startPool({ listen: `unix:${path}`, children: { start: 1, min: 1, max: 1, slots: 1 } });
+    const { fd } = pool.addresses()[0]!;
+    // The only slot is held, so the next connection waits in the backlog.
+    const held = net.connect(path);
+    held.write('hold\n');
+    await once(held, 'data');
+    const queued = net.connect(path);
+    queued.write('who\n');
+    let answer = '';
+    queued.on('data', (chunk) => (answer += chunk.toString('utf8')));
+    await until(() => native.readable(fd), 5000, 'the queued connection');
+    const stopping = pool.stop('test');
+    await until(() => !existsSync(path), 1000, 'the socket file to go');
+    const late = net.connect(path);
+    const [error] = (await once(late, 'error')) as [NodeJS.ErrnoException];
+    expect(error.code).toBe('ENOENT');
+    held.write('release');
+    await once(queued, 'close');
+    expect(answer).toMatch(/^1 \d+\n$/);
+    await stopping;
+    expect(pool.stats().connections.accepted).toBe(2);
   });
 
   it('refuses "systemd" when no sockets were passed to this process', async () => {

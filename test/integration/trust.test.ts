@@ -43,6 +43,7 @@ describe('the parent trusts nothing a child sends', () => {
     const refusal = pool.logged.lines.find((line) => line.level === 'error' && line.message.startsWith('child '));
     expect(refusal?.fields).toMatchObject({ child: 1 });
     expect(String(refusal?.fields?.problem ?? refusal?.message)).toMatch(problem);
+    expect(pool.stats().invalidFrames).toBe(1);
     expect(await ask(pool, 'who')).toMatch(/^2 \d+\n$/);
   });
 
@@ -106,5 +107,8 @@ describe('control-channel fuzz', () => {
       expect(await ask(pool, 'who'), `round ${round}: ${bytes.toString('hex')}`).toMatch(/^\d+ \d+\n$/);
     }
     expect(killed).toBeGreaterThan(0);
+    // Each refused frame killed its child (a kill can also follow from a frame that made the child stop).
+    expect(pool.stats().invalidFrames).toBeGreaterThan(0);
+    expect(pool.stats().invalidFrames).toBeLessThanOrEqual(killed);
   });
 });

@@ -130,8 +130,9 @@ describe('ShutdownCheckPlugin', () => {
     expect((await checked.wait()).reason).toMatch(/upgrade$/);
   });
 
-  for (const drainBacklog of [true, false]) {
-    it(`a check's stop ${drainBacklog ? 'serves the connections queued in a Unix socket backlog with drainBacklog' : 'without drainBacklog resets the queued connections'}`, async () => {
+  for (const drainBacklog of [true, undefined, false]) {
+    const name = drainBacklog === true ? 'with drainBacklog: true' : drainBacklog === undefined ? 'by default (timeouts.drain)' : 'with drainBacklog: false';
+    it(`a check's stop ${drainBacklog === false ? 'resets the connections queued in a Unix socket backlog' : 'serves the connections queued in a Unix socket backlog'} ${name}`, async () => {
       const dir = tempDir();
       const stopFile = join(dir, 'stop');
       const pool = await startPool({
@@ -151,7 +152,7 @@ describe('ShutdownCheckPlugin', () => {
       held.socket.write('release\n');
       expect((await pool.wait()).reason).toBe(`stop file ${stopFile} appeared`);
       const answers = await Promise.all(queued);
-      if (drainBacklog) {
+      if (drainBacklog !== false) {
         for (const answer of answers) expect(answer).toMatch(/^1 \d+\n$/);
         expect(pool.stats().connections.served).toBe(6);
       } else {

@@ -1,6 +1,6 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -126,7 +126,7 @@ function thrownBy(action: () => unknown): unknown {
 describe('features', () => {
   it('the Linux build has every fast path; the portable build (PREFORK_EXPECT_PORTABLE=1) none', () => {
     const portable = process.env.PREFORK_EXPECT_PORTABLE === '1';
-    expect(FEATURES).toEqual({ sockFlags: !portable, acceptQueue: !portable, deferAccept: !portable, portable });
+    expect(FEATURES).toEqual({ sockFlags: !portable, acceptQueue: !portable, deferAccept: !portable, holdNewConnections: !portable, portable });
   });
 });
 
@@ -190,6 +190,43 @@ describe('listenUnix', () => {
     expect(statSync(path).mode & 0o777).toBe(0o660);
     expect(fdFlags(listener.fd) & (O_NONBLOCK | O_CLOEXEC)).toBe(O_NONBLOCK | O_CLOEXEC);
     await connectClient({ path });
+  });
+
+  it('never applies the mode through a symlink swapped in for the new socket file (raced by another process)', async () => {
+    // Someone who can write the directory replaces the socket file, between bind() and chmod, by
+    // a symlink to a file of the parent's: following it would give that file the socket's mode.
+    const dir = mkdtempSync(join(directory, 'race-'));
+    const path = join(dir, 'raced.sock');
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'secret');
+    chmodSync(victim, 0o600);
+    const racer = spawn(process.execPath, ['-e', `
+      const fs = require('node:fs');
+      const [path, victim] = process.argv.slice(1);
+      const until = Date.now() + 4000;
+      process.stdout.write('go\\n');
+      while (Date.now() < until) {
+        try { fs.unlinkSync(path); } catch {}
+        try { fs.symlinkSync(victim, path); } catch {}
+      }`, path, victim], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await once(racer.stdout!, 'data');
+    const outcomes = new Map<string, number>();
+    const deadline = Date.now() + 1500;
+    while (Date.now() < deadline) {
+      let outcome: string;
+      try {
+        closeTracked(track(listenUnix(path, { mode: 0o666 })).fd);
+        outcome = 'bound';
+      } catch (error) {
+        outcome = String((error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message);
+      }
+      outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+      expect(statSync(victim).mode & 0o777, JSON.stringify([...outcomes])).toBe(0o600);
+    }
+    racer.kill();
+    await once(racer, 'exit');
+    expect(statSync(victim).mode & 0o777).toBe(0o600);
+    expect(outcomes.size).toBeGreaterThan(0);
   });
 
   it('replaces a stale socket file that nobody listens on', async () => {

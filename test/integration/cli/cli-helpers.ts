@@ -195,15 +195,7 @@ export function childPids(pid: number): number[] {
   return children;
 }
 
-/** True while a process with this pid exists (and is not a zombie). */
-export function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
+export { alive } from '../../helpers.js';
 
 /**
  * Resolves once `predicate()` holds: for facts about other processes (which exist in /proc),

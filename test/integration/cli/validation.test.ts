@@ -32,7 +32,7 @@ const cases: Case[] = [
   {
     name: 'an unknown nested key',
     files: { '.preforkrc.json': { ...VALID, timeouts: { stopp: 5 } } },
-    message: /^\.preforkrc\.json: timeouts\.stopp: unknown option \(known: accept, start, stop, heartbeat, connection\)/,
+    message: /^\.preforkrc\.json: timeouts\.stopp: unknown option \(known: accept, start, stop, drain, heartbeat, connection\)/,
   },
   {
     name: 'children.min above children.max',
@@ -272,7 +272,7 @@ describe.concurrent('the command line', () => {
       listen: ['127.0.0.1:0', `unix:${join(dir, 'conf/s.sock')}`],
       protocol: 'raw',
       children: { start: 3, min: 1, max: 3, minSpare: 2, maxSpare: 8, slots: 1 },
-      timeouts: { accept: 5000, start: 30000, stop: 30000, heartbeat: 30000, connection: 0 },
+      timeouts: { accept: 5000, start: 30000, stop: 30000, drain: 5000, heartbeat: 30000, connection: 0 },
       overload: { strategy: 'graceful' },
       log: { level: 'info', file: null, format: 'auto' },
       backlog: 511,

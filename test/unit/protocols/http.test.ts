@@ -336,15 +336,40 @@ describe('http protocol: connection lifetime', () => {
     expect(elapsed).toBeLessThan(900 + 1_000);
   });
 
-  it('stop() closes idle keep-alive connections at once', async () => {
+  it('stop() leaves an idle keep-alive connection open (a request may be on its way): its next request is answered with Connection: close', async () => {
+    // Closing it at once would race a client (nginx) that has just sent a request on it: the
+    // request is reset, and a POST cannot be retried.
     const { front, adapter } = await serve(echo, { keepAliveTimeout: 60_000 });
+    const client = await connectClient(front.port);
+    client.socket.write('GET /first HTTP/1.1\r\nHost: x\r\n\r\n');
+    await client.until((text) => text.includes('"url":"/first"'));
+    const handled = await front.nextHandled();
+    adapter.stop?.();
+    let closed = false;
+    void client.closed.then(() => (closed = true));
+    // Still open after the stop: the second request is served on the same connection.
+    client.socket.write('POST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody');
+    const text = await client.closed;
+    expect(closed).toBe(true);
+    const second = text.slice(text.indexOf('HTTP/1.1', 10));
+    expect(second).toMatch(/^HTTP\/1\.1 200 OK/);
+    expect(second).toContain('Connection: close');
+    expect(second).toContain('"url":"/second","body":"body"');
+    await handled.done;
+  });
+
+  it('stop() lets keepAliveTimeout end an idle keep-alive connection that sends nothing more', async () => {
+    const { front, adapter } = await serve(echo, { keepAliveTimeout: 300 });
     const client = await connectClient(front.port);
     client.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     await client.until((text) => text.includes('"url":"/"'));
     const handled = await front.nextHandled();
+    const stoppedAt = Date.now();
     adapter.stop?.();
     await client.closed;
     await handled.done;
+    // Node closes an idle connection about a second after the advertised keep-alive timeout.
+    expect(Date.now() - stoppedAt).toBeLessThan(300 + 1_000 + 1_000);
   });
 
   it('stop() lets a request in flight finish with Connection: close, then closes its connection', async () => {
@@ -371,11 +396,15 @@ describe('http protocol: connection lifetime', () => {
     expect(text.endsWith('done')).toBe(true);
   });
 
-  it('stop() closes a connection whose keep-alive response was already under way once it finishes', async () => {
+  it('stop() leaves a connection whose keep-alive response was already under way open for its next request, answered with Connection: close', async () => {
     const release = deferred();
     const { front, adapter } = await serve(
       {
-        async request(_req, res) {
+        async request(req, res) {
+          if (req.url === '/next') {
+            res.end('next');
+            return;
+          }
           res.writeHead(200, { 'Content-Length': '4' });
           res.write('do');
           await release.promise;
@@ -389,8 +418,23 @@ describe('http protocol: connection lifetime', () => {
     await client.until((text) => text.endsWith('do'));
     adapter.stop?.();
     release.resolve();
+    await client.until((text) => text.endsWith('done'));
+    client.socket.write('GET /next HTTP/1.1\r\nHost: x\r\n\r\n');
     const text = await client.closed;
     expect(text).toContain('Connection: keep-alive');
-    expect(text.endsWith('done')).toBe(true);
+    const second = text.slice(text.indexOf('HTTP/1.1', 10));
+    expect(second).toContain('Connection: close');
+    expect(second.endsWith('next')).toBe(true);
   });
+
+  it('stop() with keepAliveTimeout 0 (no idle limit) still closes an idle connection after a grace period', async () => {
+    const { front, adapter } = await serve(echo, { keepAliveTimeout: 0 });
+    const client = await connectClient(front.port);
+    client.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await client.until((text) => text.includes('"url":"/"'));
+    const stoppedAt = Date.now();
+    adapter.stop?.();
+    await client.closed;
+    expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(4_900);
+  }, 15_000);
 });
