@@ -17,6 +17,10 @@
 #include <unistd.h>
 #ifdef PREFORK_HAVE_SOCKET_FILTER
 #include <linux/filter.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <string.h>
 #endif
 
 /*
@@ -259,6 +263,96 @@ napi_value prefork_hold_new_connections(napi_env env, napi_callback_info info) {
 #endif
   napi_value result;
   PREFORK_CALL(env, napi_get_boolean(env, held, &result));
+  return result;
+}
+
+#ifdef PREFORK_HAVE_SOCKET_FILTER
+/*
+ * Counts the handshakes of `family` in SYN-RECV on the local address and port of `local` (a
+ * wildcard address matches any), with one sock_diag dump (what `ss state syn-recv` reads).
+ * Returns the count, or -errno.
+ */
+static int count_syn_recv(int family, const struct sockaddr_storage *local) {
+  int diag = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (diag < 0) return -errno;
+  struct {
+    struct nlmsghdr header;
+    struct inet_diag_req_v2 request;
+  } message;
+  memset(&message, 0, sizeof message);
+  message.header.nlmsg_len = sizeof message;
+  message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  message.request.sdiag_family = (uint8_t)family;
+  message.request.sdiag_protocol = IPPROTO_TCP;
+  message.request.idiag_states = 1u << 3; /* TCP_SYN_RECV */
+  if (send(diag, &message, sizeof message, 0) < 0) {
+    int error_number = errno;
+    close(diag);
+    return -error_number;
+  }
+  uint16_t port = local->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)local)->sin6_port : ((const struct sockaddr_in *)local)->sin_port;
+  bool any = local->ss_family == AF_INET6 ? IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)local)->sin6_addr) : ((const struct sockaddr_in *)local)->sin_addr.s_addr == htonl(INADDR_ANY);
+  int count = 0;
+  char buffer[16384] __attribute__((aligned(4)));
+  for (;;) {
+    ssize_t got = recv(diag, buffer, sizeof buffer, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      count = got < 0 ? -errno : count;
+      break;
+    }
+    for (struct nlmsghdr *header = (struct nlmsghdr *)buffer; NLMSG_OK(header, (size_t)got); header = NLMSG_NEXT(header, got)) {
+      if (header->nlmsg_type == NLMSG_DONE) goto done;
+      if (header->nlmsg_type == NLMSG_ERROR) {
+        const struct nlmsgerr *error = NLMSG_DATA(header);
+        count = error->error < 0 ? error->error : -EPROTO;
+        goto done;
+      }
+      const struct inet_diag_msg *entry = NLMSG_DATA(header);
+      if (entry->id.idiag_sport != port) continue;
+      if (!any) {
+        if (local->ss_family == AF_INET6 && family == AF_INET6 && memcmp(entry->id.idiag_src, &((const struct sockaddr_in6 *)local)->sin6_addr, 16) != 0) continue;
+        if (local->ss_family == AF_INET && entry->id.idiag_src[0] != ((const struct sockaddr_in *)local)->sin_addr.s_addr) continue;
+      }
+      count++;
+    }
+  }
+done:
+  close(diag);
+  return count;
+}
+#endif
+
+/*
+ * pendingHandshakes(fd): how many connections to this TCP listener are half-way through their
+ * handshake (SYN received, final ACK not yet), or -1 where the system does not tell (a Unix
+ * socket, a build without sock_diag). A stop that holds new connections out waits for these to
+ * complete into the queue, so that it can drain them instead of resetting them.
+ */
+napi_value prefork_pending_handshakes(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!prefork_get_fd_argument(env, info, &fd)) return NULL;
+  int32_t count = -1;
+#ifdef PREFORK_HAVE_SOCKET_FILTER
+  struct sockaddr_storage local;
+  socklen_t length = sizeof local;
+  if (getsockname(fd, (struct sockaddr *)&local, &length) < 0) return prefork_throw_errno(env, errno, "getsockname", NULL);
+  if (local.ss_family == AF_INET || local.ss_family == AF_INET6) {
+    int found = count_syn_recv(local.ss_family, &local);
+    /* A dual-stack IPv6 listener takes IPv4 handshakes too. */
+    if (found >= 0 && local.ss_family == AF_INET6) {
+      int mapped = count_syn_recv(AF_INET, &local);
+      found = mapped < 0 ? mapped : found + mapped;
+    }
+    if (found < 0) return prefork_throw_errno(env, -found, "sock_diag", NULL);
+    count = found;
+  }
+#else
+  (void)fd;
+#endif
+  napi_value result;
+  PREFORK_CALL(env, napi_create_int32(env, count, &result));
   return result;
 }
 

@@ -26,6 +26,7 @@ export interface NativeBinding {
   readable(fd: number): boolean;
   shutdownListener(fd: number): void;
   holdNewConnections(fd: number): boolean;
+  pendingHandshakes(fd: number): number;
   socketpair(): [number, number];
   read(fd: number, buffer: Uint8Array, offset?: number, length?: number): number;
   write(fd: number, buffer: Uint8Array, offset?: number, length?: number): number;

@@ -30,6 +30,7 @@ export {
   listenerInfo,
   shutdownListener,
   holdNewConnections,
+  pendingHandshakes,
   type ListenTcpOptions,
   type ListenUnixOptions,
   type ListenerInfo,

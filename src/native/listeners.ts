@@ -157,3 +157,15 @@ export function holdNewConnections(fd: number): boolean {
   checkFd(what, fd);
   return callNative('PREFORK_ERR_SOCKET', what, (native) => native.holdNewConnections(fd));
 }
+
+/**
+ * How many connections to a TCP listener are half-way through their handshake (Linux: the
+ * SYN-RECV entries of its address and port, read with sock_diag), or -1 where the system does not
+ * tell. Those complete into the accept queue one round trip later.
+ * @throws PreforkError `PREFORK_ERR_SOCKET` when the fd is not a socket or sock_diag fails.
+ */
+export function pendingHandshakes(fd: number): number {
+  const what = `could not count the handshakes under way on fd ${fd}`;
+  checkFd(what, fd);
+  return callNative('PREFORK_ERR_SOCKET', what, (native) => native.pendingHandshakes(fd));
+}

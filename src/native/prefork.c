@@ -174,6 +174,7 @@ NAPI_MODULE_INIT() {
       {"readable", NULL, prefork_readable, NULL, NULL, NULL, napi_enumerable, NULL},
       {"shutdownListener", NULL, prefork_shutdown_listener, NULL, NULL, NULL, napi_enumerable, NULL},
       {"holdNewConnections", NULL, prefork_hold_new_connections, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pendingHandshakes", NULL, prefork_pending_handshakes, NULL, NULL, NULL, napi_enumerable, NULL},
       {"socketpair", NULL, prefork_socketpair, NULL, NULL, NULL, napi_enumerable, NULL},
       {"read", NULL, prefork_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"write", NULL, prefork_write, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -116,6 +116,7 @@ napi_value prefork_accept(napi_env env, napi_callback_info info);
 napi_value prefork_accept_queue_length(napi_env env, napi_callback_info info);
 napi_value prefork_readable(napi_env env, napi_callback_info info);
 napi_value prefork_hold_new_connections(napi_env env, napi_callback_info info);
+napi_value prefork_pending_handshakes(napi_env env, napi_callback_info info);
 napi_value prefork_shutdown_listener(napi_env env, napi_callback_info info);
 napi_value prefork_hold_new_connections(napi_env env, napi_callback_info info);
 napi_value prefork_socketpair(napi_env env, napi_callback_info info);

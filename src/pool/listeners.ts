@@ -152,11 +152,11 @@ export function closeListeners(ctx: PoolContext): void {
  * serving, while the ones already queued stay, to be drained. A TCP listener drops new SYNs
  * (the client retries and is refused once {@link refuseNewConnections} ran); a Unix listener's
  * socket file is removed, so new connects fail at once. Inherited listeners are left as they
- * are. Returns whether a TCP listener is held, which asks the drain to let handshakes already
+ * are. Returns the fds of the TCP listeners held, on which the drain lets the handshakes already
  * under way complete before it calls the backlog empty.
  */
-export function holdNewConnections(ctx: PoolContext): boolean {
-  let held = false;
+export function holdNewConnections(ctx: PoolContext): number[] {
+  const held: number[] = [];
   for (const listener of ctx.listeners) {
     if (listener.inherited) continue;
     if (listener.ownedPath) {
@@ -164,7 +164,7 @@ export function holdNewConnections(ctx: PoolContext): boolean {
       continue;
     }
     try {
-      if (native.holdNewConnections(listener.fd)) held = true;
+      if (native.holdNewConnections(listener.fd)) held.push(listener.fd);
     } catch (error) {
       ctx.logger.warn('could not hold new connections on the listening socket', { listener: listener.index, error: toError(error).message });
     }

@@ -7,12 +7,17 @@ import { closeListeners, holdNewConnections, moveListener, refuseNewConnections,
 import { endOverload } from './overload.js';
 
 /**
- * After new connections are held out of a TCP listener, how long the drain waits before it may
- * call the backlog empty: a handshake whose SYN came before the hold completes when its final ACK
- * arrives, one round trip later, and must be served rather than reset. Loopback and LAN round
- * trips are far below this; every new connect meanwhile waits for its SYN retry (1 s on Linux).
+ * After new connections are held out of a TCP listener, a handshake whose SYN came before the
+ * hold completes when its final ACK arrives, one round trip later, and must be served rather than
+ * reset; every new connect meanwhile waits for its SYN retry (1 s on Linux), so the wait must be
+ * short. Where the system counts the handshakes under way (Linux sock_diag), the drain waits until
+ * there are none, checking every HANDSHAKE_CHECK_MS, for at most HANDSHAKE_WAIT_MAX_MS (a client
+ * that vanished mid-handshake, or a silent one under `deferAccept`, must not hold every stop);
+ * elsewhere it waits HANDSHAKE_WAIT_BLIND_MS, far above loopback and LAN round trips.
  */
-export const DRAIN_SETTLE_MS = 20;
+const HANDSHAKE_CHECK_MS = 2;
+const HANDSHAKE_WAIT_MAX_MS = 200;
+const HANDSHAKE_WAIT_BLIND_MS = 20;
 
 /**
  * Shutdown and drain. A stop: stop watching, end every overload and chain grant, keep new
@@ -38,7 +43,8 @@ export async function shutdown(ctx: PoolContext, reason: string, requestedByChil
     endOverload(ctx, listener);
   }
   const draining = drainMs > 0 && ctx.listeners.some((listener) => !listener.inherited);
-  let held = false;
+  let held: number[] = [];
+  const heldAt = Date.now();
   if (draining) held = holdNewConnections(ctx);
   else refuseNewConnections(ctx);
   try {
@@ -46,8 +52,9 @@ export async function shutdown(ctx: PoolContext, reason: string, requestedByChil
   } catch (error) {
     ctx.logger.error('beforeShutdown failed', { error: toError(error).message });
   }
-  if (draining && ctx.children.length > 0) await drain(ctx, drainMs, held ? DRAIN_SETTLE_MS : 0);
+  if (draining && ctx.children.length > 0) await drain(ctx, drainMs, held);
   refuseNewConnections(ctx);
+  if (draining) ctx.logger.info('stop: the backlog is drained; the listeners refuse new connections', { heldMs: Date.now() - heldAt });
   if (ctx.tickTimer) clearInterval(ctx.tickTimer);
   if (ctx.children.length > 0) {
     const gone = new Promise<void>((resolve) => (ctx.childrenGone = resolve));
@@ -66,18 +73,38 @@ export async function shutdown(ctx: PoolContext, reason: string, requestedByChil
 }
 
 /**
- * Dispatches until no listener of this pool's own has a connection waiting (and no order is out),
- * at least `settleMs` after the start, or until `ms` passed. Inherited listeners are not drained:
- * what waits there is left to their owner's next instance.
+ * Whether no handshake is still under way on the listening fds `held`: true once none is, or once
+ * `waitedMs` reached the limit (the blind one where the system does not count them).
  */
-async function drain(ctx: PoolContext, ms: number, settleMs: number): Promise<void> {
+function handshakesSettled(ctx: PoolContext, held: readonly number[], waitedMs: number): boolean {
+  if (waitedMs >= HANDSHAKE_WAIT_MAX_MS) return true;
+  for (const fd of held) {
+    let pending: number;
+    try {
+      pending = native.pendingHandshakes(fd);
+    } catch (error) {
+      ctx.logger.debug('stop: could not count the handshakes under way', { error: toError(error).message });
+      pending = -1;
+    }
+    if (pending < 0 ? waitedMs < HANDSHAKE_WAIT_BLIND_MS : pending > 0) return false;
+  }
+  return true;
+}
+
+/**
+ * Dispatches until no listener of this pool's own has a connection waiting (and no order is out)
+ * and no handshake is under way on the `held` listening fds, or until `ms` passed. Inherited
+ * listeners are not drained: what waits there is left to their owner's next instance.
+ */
+async function drain(ctx: PoolContext, ms: number, held: readonly number[]): Promise<void> {
   ctx.draining = true;
   const own = ctx.listeners.filter((listener) => !listener.inherited);
   await new Promise<void>((resolve) => {
-    const settled = Date.now() + settleMs;
+    const startedAt = Date.now();
+    let settled = held.length === 0;
     const finish = () => {
       clearTimeout(timer);
-      clearTimeout(settleTimer);
+      clearInterval(handshakeTimer);
       ctx.drainCheck = undefined;
       resolve();
     };
@@ -86,10 +113,15 @@ async function drain(ctx: PoolContext, ms: number, settleMs: number): Promise<vo
       finish();
     }, ms);
     ctx.drainCheck = () => {
-      if (ctx.children.length === 0) finish();
-      else if (Date.now() >= settled && own.every((l) => l.state !== 'ordering' && !native.readable(l.fd))) finish();
+      if (ctx.children.length === 0) return finish();
+      if (!settled) {
+        settled = handshakesSettled(ctx, held, Date.now() - startedAt);
+        if (!settled) return;
+        clearInterval(handshakeTimer);
+      }
+      if (own.every((l) => l.state !== 'ordering' && !native.readable(l.fd))) finish();
     };
-    const settleTimer = setTimeout(() => ctx.drainCheck?.(), settleMs);
+    const handshakeTimer = settled ? undefined : setInterval(() => ctx.drainCheck?.(), HANDSHAKE_CHECK_MS);
     for (const listener of own) if (listener.state !== 'ordering') watch(ctx, listener);
     ctx.drainCheck();
   });

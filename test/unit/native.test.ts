@@ -18,8 +18,10 @@ import {
   createWatcher,
   listenTcp,
   listenUnix,
+  holdNewConnections,
   listenerInfo,
   nativeFeatures,
+  pendingHandshakes,
   readable,
   setCloexec,
   setNonblocking,
@@ -332,6 +334,38 @@ describe('acceptQueueLength', () => {
     await connectClient({ port: tcpListener.port, host: '127.0.0.1' });
     const connection = track(accept(tcpListener.fd));
     expect(acceptQueueLength(connection)).toBe(-1);
+  });
+});
+
+describe('holdNewConnections and pendingHandshakes', () => {
+  it.skipIf(!FEATURES.holdNewConnections)('keeps new connects out of a TCP listener while the queued one stays, and counts the handshakes under way', async () => {
+    // TCP_DEFER_ACCEPT leaves a connection that has sent nothing half-way (SYN-RECV) on the server.
+    const listener = track(listenTcp('127.0.0.1', 0, { deferAccept: 5 }));
+    expect(pendingHandshakes(listener.fd)).toBe(0);
+    const silent = await connectClient({ port: listener.port, host: '127.0.0.1' });
+    expect(pendingHandshakes(listener.fd)).toBe(1);
+    expectWaiting(listener.fd, 0);
+    expect(holdNewConnections(listener.fd)).toBe(true);
+    // Held: the handshake under way still completes into the queue once its data comes.
+    silent.write('x');
+    const deadline = Date.now() + 2000;
+    while (pendingHandshakes(listener.fd) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(pendingHandshakes(listener.fd)).toBe(0);
+    expectWaiting(listener.fd, 1);
+    // A new connect gets no answer: its SYN is dropped, so it is still connecting.
+    const late = connect(listener.port, '127.0.0.1');
+    sockets.push(late);
+    late.on('error', () => {});
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(late.connecting).toBe(true);
+    expectWaiting(listener.fd, 1);
+    expect(track(accept(listener.fd))).toBeGreaterThanOrEqual(0);
+  });
+
+  it('does nothing to a Unix listener, which has no handshakes to count', () => {
+    const listener = track(listenUnix(join(directory, 'hold.sock')));
+    expect(holdNewConnections(listener.fd)).toBe(false);
+    expect(pendingHandshakes(listener.fd)).toBe(-1);
   });
 });
 
