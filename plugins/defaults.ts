@@ -16,7 +16,7 @@ import { SpareChildrenPlugin } from './SpareChildrenPlugin.js';
  * it would. This is the one place that turns options into plugins; the core imports no plugin.
  */
 export function defaultPlugins(options: ResolvedPoolOptions): PoolPlugin[] {
-  const { slots: _slots, ...bounds } = options.children;
+  const { slots: _slots, connections: _connections, ...bounds } = options.children;
   const plugins: PoolPlugin[] = [new SpareChildrenPlugin(bounds), overloadPolicy(options.overload)];
   if (options.recycle) plugins.push(new RecyclePlugin(options.recycle));
   plugins.push(new LoggerPlugin());

@@ -109,18 +109,26 @@ try {
   const actions = { kill: 0, stop: 0, reload: 0, grow: 0, shrink: 0 };
   const chaosEnds = Date.now() + durationMs;
   let froze = false;
+  let frozenPid = 0;
   for (let step = 0; Date.now() < chaosEnds; step++) {
     await sleep(400 + Math.random() * 400);
-    const pids = childPids();
+    // The frozen child is left to the heartbeat: not killed, nor replaced by a reload (a stopping
+    // child answers to timeouts.stop instead), until it is gone.
+    const frozenAlive = frozenPid > 0 && childPids().includes(frozenPid);
+    const pids = childPids().filter((pid) => pid !== frozenPid);
     const roll = Math.random();
     // One child is frozen early in every run: the heartbeat must find it.
     if (!froze && step === 1 && pids.length > 1) {
-      process.kill(pids[0], 'SIGSTOP');
+      frozenPid = pids[0];
+      process.kill(frozenPid, 'SIGSTOP');
       froze = true;
       actions.stop++;
     } else if (roll < 0.45 && pids.length > 0) {
       process.kill(pids[Math.floor(Math.random() * pids.length)], 'SIGKILL');
       actions.kill++;
+    } else if (frozenAlive) {
+      // No reload or resize either while it lives.
+      continue;
     } else if (roll < 0.6) {
       server.kill('SIGHUP');
       actions.reload++;

@@ -64,6 +64,8 @@ export const Status = {
   CHAINED: 25,
   /** Answer to PING: the event loop runs. */
   PONG: 26,
+  /** A slot is free again after the parent asked to be told (its page's WAKE word). */
+  FREE: 27,
 } as const;
 
 /** A frame type number. */

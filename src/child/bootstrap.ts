@@ -11,6 +11,10 @@ export interface ChildBootstrap {
   protocolOptions: Record<string, unknown>;
   /** How many listening sockets the child inherited (fds 4, 5, ...). */
   listeners: number;
+  /** Requests the handler may run at once. */
+  slots: number;
+  /** A page shared with the parent follows the listeners (fd 4 + listeners): park waiting connections. */
+  page: boolean;
   logLevel: LogLevel;
   /** The parent's pid, for the lifeline that notices its death. */
   parentPid: number;

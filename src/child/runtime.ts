@@ -8,6 +8,7 @@ import { LOG_LEVEL_RANK } from '../logger.js';
 import * as native from '../native/index.js';
 import { protocolFactory } from '../protocols/index.js';
 import type { ChildBootstrap } from './bootstrap.js';
+import { RequestSlots, type Reservation } from './slots.js';
 import type { ChildContext, HandlerModule, Logger, LogLevel, ProtocolAdapter } from './types.js';
 
 /** The control channel's fd in a child (stdio index 3). */
@@ -56,6 +57,8 @@ export class ChildRuntime {
   readonly #listenerFds: number[] = [];
   #handler: HandlerModule = {};
   #adapter: ProtocolAdapter | undefined;
+  /** With a page from the parent: the request slots, and waiting connections parked. */
+  readonly #slots: RequestSlots | undefined;
   #ctx!: ChildContext;
   #active = 0;
   #connections = 0;
@@ -85,6 +88,10 @@ export class ChildRuntime {
       this.#listenerFds.push(fd);
     }
     native.setNonblocking(CHANNEL_FD, true);
+    if (boot.page) {
+      const page = new Int32Array(native.mapPage(LISTENER_FD_BASE + boot.listeners));
+      this.#slots = new RequestSlots(boot.slots, page, (frame) => this.#channel.send(frame));
+    }
     // Started before any user code runs, so that a handler stuck from its first line is covered.
     native.startLifeline(boot.parentPid, this.#listenerFds, boot.orphanGraceMs);
     this.#channel = new Channel(CHANNEL_FD, {
@@ -119,6 +126,7 @@ export class ChildRuntime {
         ctx: this.#ctx,
         options: this.#boot.protocolOptions,
         reportError: (error, where) => this.#reportError(error, where),
+        slots: this.#slots,
       });
       await this.#handler.init?.(this.#ctx);
     } catch (error) {
@@ -200,8 +208,10 @@ export class ChildRuntime {
     this.#chainListener = listener;
     this.#active++;
     this.#connections++;
+    // Before the answer: the parent reads the page when it answers, and must see the slot taken.
+    const reservation = this.#slots?.reserve();
     this.#send(Status.ACCEPTED, listener);
-    this.#serve(connection);
+    this.#serve(connection, reservation);
   }
 
   /** One non-blocking accept on listener `listener`: the connection's fd, or -1 for none. */
@@ -227,19 +237,20 @@ export class ChildRuntime {
     }
   }
 
-  #serve(connection: number): void {
+  #serve(connection: number, reservation?: Reservation): void {
     let socket: Socket;
     try {
       socket = new Socket({ fd: connection, readable: true, writable: true, allowHalfOpen: this.#adapter!.allowHalfOpen === true });
     } catch (error) {
       native.close(connection);
+      reservation?.cancel();
       this.#reportError(error, 'accept');
       // Not synchronously: this can run inside the channel's frame decoding (an accept order), and
       // #connectionDone reads the channel again.
       queueMicrotask(this.#connectionDone);
       return;
     }
-    this.#adapter!.handle(socket).then(this.#connectionDone, (error: unknown) => {
+    this.#adapter!.handle(socket, reservation).then(this.#connectionDone, (error: unknown) => {
       this.#reportError(error, 'connection');
       this.#connectionDone();
     });
@@ -262,7 +273,7 @@ export class ChildRuntime {
         this.#chainUnreported++;
         if (this.#chainUnreported === 1) this.#chainReportTimer.refresh();
         else if (this.#chainUnreported === CHAIN_REPORT_MAX) this.#reportChained();
-        this.#serve(next);
+        this.#serve(next, this.#slots?.reserve());
         return;
       }
       this.#chainLeft = 0;

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RequestSlots, Reservation } from './slots.js';
 
 /** The log levels prefork knows, most severe first. */
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -67,9 +68,11 @@ export type ErrorReporter = (error: unknown, where: string) => void;
 export interface ProtocolAdapter {
   /**
    * Serves one accepted connection. Resolves when the connection is finished: the socket is closed
-   * and every handler call it caused has settled. Never rejects: errors go to the reporter.
+   * and every handler call it caused has settled. Never rejects: errors go to the reporter. With
+   * {@link ProtocolContext.slots}, `reservation` is the slot the child took for the connection's
+   * first request as it accepted it.
    */
-  handle(socket: Socket): Promise<void>;
+  handle(socket: Socket, reservation?: Reservation): Promise<void>;
   /**
    * Keep the socket writable after the client half-closed its side (`allowHalfOpen`): for protocols
    * where a client may send its request, shut its side down and still read the answer (SCGI:
@@ -89,6 +92,12 @@ export interface ProtocolContext<Options = Record<string, unknown>> {
   readonly ctx: ChildContext;
   readonly options: Options;
   readonly reportError: ErrorReporter;
+  /**
+   * The child's request slots when it parks waiting connections (HTTP with a page): the adapter
+   * runs each request in a slot and holds none while a connection only waits. Absent, every
+   * connection holds one of the child's slots from its accept to its close.
+   */
+  readonly slots?: RequestSlots;
 }
 
 /** Creates a child's adapter for one protocol. Throws PREFORK_ERR_HANDLER_INVALID if the handler lacks what it needs. */

@@ -1,3 +1,4 @@
+import { resolvedProtocolOptions } from '../protocols/index.js';
 import type { PoolPlugin } from '../pool/hooks.js';
 import type { ListenTarget } from '../pool/options.js';
 import type { ResolvedConfig } from './resolve.js';
@@ -32,7 +33,7 @@ export function describeConfig(config: ResolvedConfig, plugins: readonly PoolPlu
     handler: options.handler,
     listen: options.listen.map(targetText),
     protocol: options.protocol,
-    ...(options.protocol === 'raw' ? {} : { [options.protocol]: options.protocolOptions }),
+    ...(options.protocol === 'raw' ? {} : { [options.protocol]: resolvedProtocolOptions(options.protocol, options.protocolOptions) }),
     children: options.children,
     timeouts: options.timeouts,
     overload: options.overload,

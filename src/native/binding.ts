@@ -27,6 +27,9 @@ export interface NativeBinding {
   shutdownListener(fd: number): void;
   holdNewConnections(fd: number): boolean;
   pendingHandshakes(fd: number): number;
+  createPage(): { fd: number; page: ArrayBuffer } | null;
+  mapPage(fd: number): ArrayBuffer;
+  bytesAcked(fd: number): number;
   socketpair(): [number, number];
   read(fd: number, buffer: Uint8Array, offset?: number, length?: number): number;
   write(fd: number, buffer: Uint8Array, offset?: number, length?: number): number;
@@ -52,6 +55,8 @@ export interface NativeFeatures {
   deferAccept: boolean;
   /** Socket filters (Linux): {@link holdNewConnections} can keep new connections out of a TCP listener. */
   holdNewConnections: boolean;
+  /** Pages shared with each child (Linux memfd): HTTP children park waiting connections. */
+  pages: boolean;
   /** Built with PREFORK_PORTABLE: the fallbacks forced on a system that has the fast paths. */
   portable: boolean;
 }

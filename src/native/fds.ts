@@ -67,3 +67,23 @@ export function write(fd: number, buffer: Uint8Array, offset = 0, length = buffe
 export function startLifeline(parentPid: number, listenerFds: readonly number[], graceMs: number): void {
   callNative('PREFORK_ERR_SOCKET', 'could not start the lifeline thread', (native) => native.startLifeline(parentPid, [...listenerFds], graceMs));
 }
+
+/**
+ * A page of memory to share with one child (Linux: a sealed memfd, so the child cannot resize it
+ * under the parent's mapping): the fd to pass to the child and the parent's view. Null where the
+ * system has none.
+ * @throws PreforkError `PREFORK_ERR_SOCKET` when it cannot be created.
+ */
+export function createPage(): { fd: number; page: ArrayBuffer } | null {
+  return callNative('PREFORK_ERR_SOCKET', 'could not create a child page', (native) => native.createPage());
+}
+
+/**
+ * The child's view of the page its parent passed as `fd`; the fd is closed.
+ * @throws PreforkError `PREFORK_ERR_SOCKET` when it cannot be mapped.
+ */
+export function mapPage(fd: number): ArrayBuffer {
+  const what = `could not map the page on fd ${fd}`;
+  checkFd(what, fd);
+  return callNative('PREFORK_ERR_SOCKET', what, (native) => native.mapPage(fd));
+}

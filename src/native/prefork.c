@@ -132,6 +132,11 @@ static napi_status create_features(napi_env env, napi_value *result) {
 #else
       {"holdNewConnections", false},
 #endif
+#ifdef PREFORK_HAVE_PAGE
+      {"pages", true},
+#else
+      {"pages", false},
+#endif
 #ifdef PREFORK_PORTABLE
       {"portable", true},
 #else
@@ -175,6 +180,9 @@ NAPI_MODULE_INIT() {
       {"shutdownListener", NULL, prefork_shutdown_listener, NULL, NULL, NULL, napi_enumerable, NULL},
       {"holdNewConnections", NULL, prefork_hold_new_connections, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pendingHandshakes", NULL, prefork_pending_handshakes, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"createPage", NULL, prefork_create_page, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mapPage", NULL, prefork_map_page, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bytesAcked", NULL, prefork_bytes_acked, NULL, NULL, NULL, napi_enumerable, NULL},
       {"socketpair", NULL, prefork_socketpair, NULL, NULL, NULL, napi_enumerable, NULL},
       {"read", NULL, prefork_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"write", NULL, prefork_write, NULL, NULL, NULL, napi_enumerable, NULL},

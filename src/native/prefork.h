@@ -39,6 +39,7 @@
 #define PREFORK_HAVE_TCP_INFO 1
 #define PREFORK_HAVE_DEFER_ACCEPT 1
 #define PREFORK_HAVE_SOCKET_FILTER 1
+#define PREFORK_HAVE_PAGE 1
 #endif
 #if !defined(PREFORK_PORTABLE) && defined(MSG_NOSIGNAL)
 #define PREFORK_SEND_FLAGS MSG_NOSIGNAL
@@ -117,6 +118,9 @@ napi_value prefork_accept_queue_length(napi_env env, napi_callback_info info);
 napi_value prefork_readable(napi_env env, napi_callback_info info);
 napi_value prefork_hold_new_connections(napi_env env, napi_callback_info info);
 napi_value prefork_pending_handshakes(napi_env env, napi_callback_info info);
+napi_value prefork_create_page(napi_env env, napi_callback_info info);
+napi_value prefork_map_page(napi_env env, napi_callback_info info);
+napi_value prefork_bytes_acked(napi_env env, napi_callback_info info);
 napi_value prefork_shutdown_listener(napi_env env, napi_callback_info info);
 napi_value prefork_hold_new_connections(napi_env env, napi_callback_info info);
 napi_value prefork_socketpair(napi_env env, napi_callback_info info);

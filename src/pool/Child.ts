@@ -120,6 +120,16 @@ export class Child implements ChildInfo {
   heardAt = 0;
   /** When the last PING went out, ms since the epoch. */
   pingedAt = 0;
+  /**
+   * The page shared with the child (HTTP where the system has pages): its BUSY word says how many
+   * requests its handler runs, so connections it parks hold no slot. Without one, every connection
+   * it holds takes a slot.
+   */
+  page: Int32Array | undefined;
+  /** Connections it may hold at once: `children.connections` with a page, else `slots`. */
+  connectionLimit: number;
+  /** The parent set the page's WAKE word and waits for the child's FREE. */
+  wakeRequested = false;
   /** When each connection it holds began, oldest first (kept only with `timeouts.connection`). */
   readonly connectionsSince: number[] = [];
   #stderr: Buffer[] = [];
@@ -129,6 +139,7 @@ export class Child implements ChildInfo {
     this.id = id;
     this.generation = generation;
     this.slots = slots;
+    this.connectionLimit = slots;
     this.process = child;
     this.startedAt = startedAt;
     this.pid = child.pid ?? -1;

@@ -45,13 +45,14 @@ export function spawnChild(ctx: PoolContext): Child | undefined {
   for (const child of ctx.children) if (child.generation === generation && child.state !== 'stopping') live++;
   if (live >= ctx.options.children.max) return undefined;
   const id = ctx.nextChildId + 1;
-  const request: SpawnRequest = { id, generation, env: childEnv(ctx, id, generation), execArgv: [...ctx.options.execArgv] };
+  const parking = parks(ctx);
+  const request: SpawnRequest = { id, generation, env: childEnv(ctx, id, generation, parking), execArgv: [...ctx.options.execArgv] };
   const hooks = ctx.current.hooks;
   if (hooks.beforeSpawn.call(request) === false) return undefined;
   ctx.nextChildId = id;
-  let forked: { proc: ChildProcess; channelFd: number };
+  let forked: Forked;
   try {
-    forked = fork(ctx, request);
+    forked = fork(ctx, request, parking);
   } catch (error) {
     // EMFILE, ENOMEM, a bad env value: logged, and spawning backs off instead of crashing the
     // parent or retrying on every turn.
@@ -65,6 +66,10 @@ export function spawnChild(ctx: PoolContext): Child | undefined {
     ctx.spawnRetryAt = 0;
   }
   const child = new Child(id, generation, ctx.options.children.slots, proc, Date.now());
+  if (forked.page) {
+    child.page = forked.page;
+    child.connectionLimit = ctx.options.children.connections;
+  }
   child.channel = new Channel(channelFd, {
     onFrame: (type, argument, payload, count) => routeFrame(ctx, child, type, argument, payload, count),
     // EOF comes when the child exits; its 'exit' event (below) does the reaping.
@@ -100,22 +105,46 @@ export function spawnChild(ctx: PoolContext): Child | undefined {
 }
 
 /**
- * Forks the child process. The control channel is a socketpair whose child end becomes the
- * child's fd 3; the listening sockets follow from fd 4. Throws when either step fails.
+ * Whether new children park their waiting connections: HTTP (whose adapter tells a request from a
+ * connection that only waits), with room to park (`children.connections` above `slots`), where
+ * the system shares pages (Linux).
  */
-function fork(ctx: PoolContext, request: SpawnRequest): { proc: ChildProcess; channelFd: number } {
+function parks(ctx: PoolContext): boolean {
+  const { protocol, children } = ctx.options;
+  return protocol === 'http' && children.connections > children.slots && native.nativeFeatures().pages;
+}
+
+interface Forked {
+  proc: ChildProcess;
+  channelFd: number;
+  page: Int32Array | undefined;
+}
+
+/**
+ * Forks the child process. The control channel is a socketpair whose child end becomes the
+ * child's fd 3; the listening sockets follow from fd 4, then the page when the child parks.
+ * Throws when a step fails.
+ */
+function fork(ctx: PoolContext, request: SpawnRequest, parking: boolean): Forked {
   const [parentEnd, childEnd] = native.socketpair();
   const stdio: ('ignore' | 'inherit' | 'pipe' | number)[] = ['ignore', 'inherit', ctx.options.childStderr, childEnd];
   for (const listener of ctx.listeners) stdio.push(listener.fd);
+  let shared: { fd: number; page: ArrayBuffer } | null = null;
   try {
+    if (parking) {
+      shared = native.createPage();
+      if (shared) stdio.push(shared.fd);
+    }
     const { execArgv, env } = request;
     // No uid/gid here: the child drops to them itself, keeping the user's supplementary groups.
-    return { proc: spawn(process.execPath, [...execArgv, ctx.childEntry], { stdio, env: env as NodeJS.ProcessEnv, cwd: ctx.options.cwd }), channelFd: parentEnd };
+    const proc = spawn(process.execPath, [...execArgv, ctx.childEntry], { stdio, env: env as NodeJS.ProcessEnv, cwd: ctx.options.cwd });
+    return { proc, channelFd: parentEnd, page: shared ? new Int32Array(shared.page) : undefined };
   } catch (error) {
     native.close(parentEnd);
     throw error;
   } finally {
     native.close(childEnd);
+    if (shared) native.close(shared.fd);
   }
 }
 
@@ -241,7 +270,7 @@ export function checkStarted(ctx: PoolContext): void {
   }
 }
 
-function childEnv(ctx: PoolContext, id: number, generation: number): Record<string, string | undefined> {
+function childEnv(ctx: PoolContext, id: number, generation: number, parking: boolean): Record<string, string | undefined> {
   const options = ctx.options;
   const bootstrap: ChildBootstrap = {
     id,
@@ -250,6 +279,8 @@ function childEnv(ctx: PoolContext, id: number, generation: number): Record<stri
     protocol: options.protocol,
     protocolOptions: options.protocolOptions,
     listeners: ctx.listeners.length,
+    slots: options.children.slots,
+    page: parking,
     logLevel: options.logLevel,
     parentPid: process.pid,
     // An orphan has the heartbeat's time to finish, as a hung child would have had.

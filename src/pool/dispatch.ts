@@ -17,6 +17,7 @@
  * grant given with an order is chain.ts's, the overload decision overload.ts's.
  */
 import { performance } from 'node:perf_hooks';
+import { PAGE } from '../channel/page.js';
 import * as native from '../native/index.js';
 import { chainGrant } from './chain.js';
 import type { Child } from './Child.js';
@@ -95,22 +96,81 @@ function choose(ctx: PoolContext, listener: Listener, wanted: number): Child | f
   const request = listener.request;
   request.wanted = wanted;
   request.idle.length = 0;
-  for (const child of ctx.children) if (child.state === 'idle') request.idle.push(child);
+  refreshSlots(ctx);
+  for (const child of ctx.children) if (child.state === 'idle' && canTake(child)) request.idle.push(child);
   if (request.idle.length === 0) return undefined;
   const choice = hooks.beforeDispatch.call(request);
   if (choice === false) return false;
-  return (choice && ctx.children.find((child) => child === choice && child.state === 'idle')) || oldestIdle(ctx);
+  return (choice && ctx.children.find((child) => child === choice && child.state === 'idle' && canTake(child))) || oldestIdle(ctx);
 }
 
 /** The idle child that started first, preferring the serving generation. */
 export function oldestIdle(ctx: PoolContext): Child | undefined {
+  refreshSlots(ctx);
   let fallback: Child | undefined;
   for (const child of ctx.children) {
-    if (child.state !== 'idle') continue;
+    if (child.state !== 'idle' || !canTake(child)) continue;
     if (child.generation === ctx.generation) return child;
     fallback ??= child;
   }
   return fallback;
+}
+
+/**
+ * Whether the child can take a connection now: it holds fewer than its connection limit and,
+ * where it has a page, its handler runs fewer requests than its slots (its parked connections
+ * hold none). A page's word is the child's say only: a child that lies gets more or fewer
+ * connections of its own, nothing else.
+ */
+export function canTake(child: Child): boolean {
+  if (child.active >= child.connectionLimit) return false;
+  return child.page === undefined || Atomics.load(child.page, PAGE.BUSY) < child.slots;
+}
+
+/**
+ * A child with a page frees slots without a frame (a request ends, its connection stays parked):
+ * busy children that can take a connection again are settled idle before a choice is made.
+ * Children under a chain grant stay busy: they come back through their chain's DONE.
+ */
+export function refreshSlots(ctx: PoolContext): void {
+  for (const child of ctx.children) {
+    if (child.state === 'busy' && child.page !== undefined && child.chainLeft === 0 && canTake(child)) settle(ctx, child);
+  }
+}
+
+/**
+ * No child can take a connection: ask the children whose slots alone are full (they have room to
+ * park) to send FREE when one frees, through their page's WAKE word. Returns whether one freed a
+ * slot meanwhile (it was settled idle): the caller dispatches again instead of waiting.
+ */
+export function requestWakes(ctx: PoolContext): boolean {
+  let freed = false;
+  for (const child of ctx.children) {
+    const page = child.page;
+    if (page === undefined || child.state !== 'busy' || child.chainLeft > 0 || child.active >= child.connectionLimit) continue;
+    if (!child.wakeRequested) {
+      child.wakeRequested = true;
+      Atomics.store(page, PAGE.WAKE, 1);
+    }
+    // A slot that freed before the word was set sent no FREE: look again after setting it.
+    if (canTake(child)) {
+      settle(ctx, child);
+      freed = true;
+    }
+  }
+  return freed;
+}
+
+/** FREE: a child the parent asked (WAKE) has a free slot again. Unasked, it is a forged frame. */
+export function onFree(ctx: PoolContext, child: Child): void {
+  if (!child.wakeRequested) {
+    ctx.counters.invalidFrames++;
+    ctx.logger.error('child reported a free slot nobody asked about; killing it', { child: child.id, pid: child.pid, state: child.state });
+    kill(ctx, child);
+    return;
+  }
+  child.wakeRequested = false;
+  if (child.state === 'busy' && child.chainLeft === 0) settle(ctx, child);
 }
 
 /** Step 4. Orders `child` to accept one connection of `listener`, with its chain grant. */
@@ -183,7 +243,7 @@ export function settle(ctx: PoolContext, child: Child): void {
     stopChild(ctx, child, 'replaced by a reload');
     return;
   }
-  if (child.active >= child.slots) {
+  if (!canTake(child)) {
     moveChild(ctx, child, 'busy');
     return;
   }

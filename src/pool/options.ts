@@ -28,8 +28,18 @@ export type ListenTarget =
 
 /** How many children, and how many connections each. */
 export interface ChildrenOptions extends SpawningBounds {
-  /** Connections one child serves at once; 1 is classic prefork. @default 1 */
+  /** Requests one child's handler runs at once; 1 is classic prefork. @default 1 */
   slots: number;
+  /**
+   * Connections one child may hold at once, requests in its handler and waiting connections
+   * together (HTTP, where the system shares a page with each child: Linux). A waiting connection,
+   * one whose request headers or body are still arriving, an idle keep-alive one, or one whose
+   * finished answer is still being sent, is parked in the child's event loop and holds no slot,
+   * so slow clients cannot take every slot. Other protocols, and HTTP elsewhere, hold a slot per
+   * connection (this is then `slots`). At least `slots`.
+   * @default 256, or `slots` if that is larger
+   */
+  connections: number;
 }
 
 /** Deadlines of the synchronous steps, in milliseconds. A child that misses one is killed. */
@@ -169,7 +179,7 @@ export interface ResolvedPoolOptions {
 }
 
 /** The defaults of {@link ChildrenOptions}. */
-export const CHILDREN_DEFAULTS: Readonly<ChildrenOptions> = Object.freeze({ ...SPAWNING_DEFAULTS, slots: 1 });
+export const CHILDREN_DEFAULTS: Readonly<ChildrenOptions> = Object.freeze({ ...SPAWNING_DEFAULTS, slots: 1, connections: 256 });
 
 /** The defaults of {@link TimeoutOptions}. */
 export const TIMEOUT_DEFAULTS: Readonly<TimeoutOptions> = Object.freeze({
@@ -258,9 +268,11 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
 
   const childrenRaw = object('children', options.children);
   checkKeys('children.', childrenRaw, CHILDREN_KEYS);
+  const slots = integer('children.slots', childrenRaw.slots, CHILDREN_DEFAULTS.slots, 1, 65535);
   const children: ChildrenOptions = {
     ...resolveSpawningBounds(childrenRaw, sectionScope('children')),
-    slots: integer('children.slots', childrenRaw.slots, CHILDREN_DEFAULTS.slots, 1, 65535),
+    slots,
+    connections: integer('children.connections', childrenRaw.connections, Math.max(CHILDREN_DEFAULTS.connections, slots), slots, 65535),
   };
 
   const timeoutsRaw = object('timeouts', options.timeouts);

@@ -3,7 +3,7 @@ import * as native from '../native/index.js';
 import { endChains } from './chain.js';
 import { spawnChild, startingCount } from './children.js';
 import type { PoolContext } from './context.js';
-import { oldestIdle } from './dispatch.js';
+import { dispatch, oldestIdle, requestWakes } from './dispatch.js';
 import type { OverloadDecision } from './hooks.js';
 import { moveListener, watch, type Listener } from './listeners.js';
 import { snapshot } from './stats.js';
@@ -23,6 +23,11 @@ export function noIdleChild(ctx: PoolContext, listener: Listener, vetoed: boolea
   // Children serving another listener under a grant come back after their current connection.
   if (ctx.listeners.length > 1) endChains(ctx, listener);
   if (!vetoed) {
+    // Children whose slots alone are full tell when one frees; one that freed meanwhile serves now.
+    if (requestWakes(ctx)) {
+      dispatch(ctx, listener);
+      return;
+    }
     // A pending child will report idle (or be killed at its start deadline): wait for it.
     if (startingCount(ctx, ctx.spawnGeneration) > 0) {
       moveListener(ctx, listener, 'waiting');

@@ -4,7 +4,7 @@ import { PreforkError } from '../errors.js';
 import type { Child } from './Child.js';
 import { checkStarted, kill, stopChild } from './children.js';
 import type { PoolContext } from './context.js';
-import { onAnswer, onChained, onDone, settle } from './dispatch.js';
+import { onAnswer, onChained, onDone, onFree, settle } from './dispatch.js';
 import { abandonReload, childReadyInReload } from './generations.js';
 import type { ChildErrorInfo } from './hooks.js';
 import { shutdown } from './shutdown.js';
@@ -39,6 +39,9 @@ export function routeFrame(ctx: PoolContext, child: Child, type: number, _argume
       return;
     case Status.PONG:
       child.heardAt = Date.now();
+      return;
+    case Status.FREE:
+      onFree(ctx, child);
       return;
     case Status.SHUTDOWN_REQUEST: {
       const request = parseShutdownRequest(payload);
@@ -91,7 +94,7 @@ function noteExhausted(ctx: PoolContext, child: Child, reason: string | undefine
 }
 
 /** The reports that never carry a payload. */
-const BARE: ReadonlySet<number> = new Set([Status.ACCEPTED, Status.NOTHING, Status.DONE, Status.CHAINED, Status.READY, Status.PONG]);
+const BARE: ReadonlySet<number> = new Set([Status.ACCEPTED, Status.NOTHING, Status.DONE, Status.CHAINED, Status.READY, Status.PONG, Status.FREE]);
 
 /** A frame the child runtime never sends: the child is broken or compromised. */
 function refuse(ctx: PoolContext, child: Child, problem: string, what = 'frame'): void {

@@ -2,6 +2,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { PreforkError } from '../errors.js';
 import { describe, MAX_TIMER_MS, TIMER_LIMIT } from '../pool/optionChecks.js';
+import type { Reservation } from '../child/slots.js';
+import { bodyBuffered, enterPhase, enterSend, expiredPhase, newTransfer, type TransferLimits, type TransferState } from './httpLimits.js';
 import type { ProtocolFactory } from '../child/types.js';
 
 /**
@@ -23,11 +25,11 @@ export interface HttpOptions {
   keepAliveTimeout?: number;
   /**
    * How long a client may take to send the complete header block of a request, counted from the
-   * first byte of that request (from the accept for a connection's first request). A connection
-   * that exceeds it is answered `408 Request Timeout` and closed. Lower than Node's 60 s default
-   * because a slow client here blocks a whole slot of a child, not just a socket of an event loop;
-   * it matches the header phase of Apache's mod_reqtimeout. It is checked every eighth of the
-   * smallest timeout (at most every second), so a connection is cut within that much of the limit.
+   * first byte of that request (from the accept for a connection's first request), extended by
+   * one second for every `minDataRate` bytes received, up to twice this (mod_reqtimeout's
+   * `header=20-40,MinRate=500`). A connection that exceeds it is answered `408 Request Timeout`
+   * and closed. It is checked every eighth of the smallest timeout (at most every second), so a
+   * connection is cut within that much of the limit.
    * @default 20000, or `requestTimeout` if that is smaller
    */
   headersTimeout?: number;
@@ -37,6 +39,29 @@ export interface HttpOptions {
    * @default 300000
    */
   requestTimeout?: number;
+  /**
+   * How long a request's body may take to arrive, counted from its header block, extended by one
+   * second for every `minDataRate` bytes received (mod_reqtimeout's `body=20,MinRate=500`). Where
+   * children park connections, the body is received before the handler is called (up to the
+   * request stream's buffer, 16 KiB; a larger one streams into the handler), so a slow upload
+   * holds no slot. A client past it is answered `408` and closed. `0`: only `requestTimeout`.
+   * @default 20000
+   */
+  bodyTimeout?: number;
+  /**
+   * How long a client may take to read an answer the handler has finished, plus one second for
+   * every `minDataRate` bytes of it still unsent at that moment: a client that stops reading (a
+   * slow-read attack) is closed instead of holding the connection and the answer's memory. `0`: no limit.
+   * @default 20000
+   */
+  sendTimeout?: number;
+  /**
+   * The slowest transfer, in bytes per second, that extends `headersTimeout` (up to twice it),
+   * `bodyTimeout` and `sendTimeout`: a client this fast or faster is never cut by them. `0`: the
+   * limits are their base times.
+   * @default 500
+   */
+  minDataRate?: number;
   /**
    * How many requests one connection may carry. The response to the last one says
    * `Connection: close` and the server closes the connection after it. `0` means no limit.
@@ -111,6 +136,9 @@ export function readIntegerOptions<Key extends string>(
 
 const HEADERS_TIMEOUT_DEFAULT = 20_000;
 
+/** What a connection cut by a header or body limit before any answer gets (Node's own words for its header limit). */
+const REQUEST_TIMEOUT_ANSWER = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
+
 /**
  * With `keepAliveTimeout: 0` (idle connections never time out), how long a stopping child leaves
  * its idle keep-alive connections to their clients before it closes them.
@@ -121,6 +149,9 @@ const HTTP_OPTION_RULES = {
   keepAliveTimeout: { default: 5_000, min: 0, unit: 'ms' },
   headersTimeout: { default: HEADERS_TIMEOUT_DEFAULT, min: 0, unit: 'ms' },
   requestTimeout: { default: 300_000, min: 0, unit: 'ms' },
+  bodyTimeout: { default: 20_000, min: 0, unit: 'ms' },
+  sendTimeout: { default: 20_000, min: 0, unit: 'ms' },
+  minDataRate: { default: 500, min: 0, unit: 'bytes/s' },
   maxRequestsPerConnection: { default: 0, min: 0, unit: 'requests' },
   maxHeaderSize: { default: 16_384, min: 1, unit: 'bytes' },
 } as const satisfies Record<keyof HttpOptions, IntegerOptionRule>;
@@ -148,7 +179,7 @@ export function readHttpOptions(options: unknown): Required<HttpOptions> {
  * A sweep only walks the connections of this child, a handful, so sweeping often costs nothing.
  */
 function checkingInterval(settings: Required<HttpOptions>): number {
-  const timeouts = [settings.headersTimeout, settings.requestTimeout].filter((timeout) => timeout > 0);
+  const timeouts = [settings.headersTimeout, settings.requestTimeout, settings.bodyTimeout, settings.sendTimeout].filter((timeout) => timeout > 0);
   if (timeouts.length === 0) return 1_000;
   return Math.min(1_000, Math.max(50, Math.floor(Math.min(...timeouts) / 8)));
 }
@@ -176,6 +207,14 @@ interface HttpConnection {
   readonly responses: Set<ServerResponse>;
   /** Requests received on this connection so far. */
   requests: number;
+  /** The slot the child took for the first request as it accepted the connection, until used or lapsed. */
+  reservation: Reservation | undefined;
+  /** Which transfer limit applies to it now. */
+  readonly transfer: TransferState;
+  /** The handler has been called for its current request (a timed-out body is then not answered 408). */
+  handling: boolean;
+  /** A transfer limit closed it: no handler call starts on it any more. */
+  cut: boolean;
 }
 
 /**
@@ -183,7 +222,7 @@ interface HttpConnection {
  * chunked bodies and `Expect: 100-continue` behave exactly as in Node; the handler's
  * `request(req, res, ctx)` is called once per request, like an `http.createServer` listener.
  */
-export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx, options, reportError }) => {
+export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx, options, reportError, slots }) => {
   const request = handler.request;
   if (typeof request !== 'function') {
     throw new PreforkError(
@@ -192,9 +231,12 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
     );
   }
   const settings = readHttpOptions(options);
+  const limits: TransferLimits = { headersTimeout: settings.headersTimeout, bodyTimeout: settings.bodyTimeout, sendTimeout: settings.sendTimeout, minDataRate: settings.minDataRate };
+  // Node's own header limit is the cap of the extended one, which the sweep below enforces.
+  const nodeHeadersTimeout = settings.headersTimeout === 0 ? 0 : settings.requestTimeout > 0 ? Math.min(2 * settings.headersTimeout, settings.requestTimeout) : 2 * settings.headersTimeout;
   const server = createServer({
     keepAliveTimeout: settings.keepAliveTimeout,
-    headersTimeout: settings.headersTimeout,
+    headersTimeout: nodeHeadersTimeout,
     requestTimeout: settings.requestTimeout,
     maxHeaderSize: settings.maxHeaderSize,
     connectionsCheckingInterval: checkingInterval(settings),
@@ -243,16 +285,96 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
     if (stopping || (limit > 0 && connection.requests >= limit)) res.shouldKeepAlive = false;
     connection.responses.add(res);
     res.once('close', () => connection.responses.delete(res));
+    const reservation = connection.reservation;
+    connection.reservation = undefined;
+    connection.handling = false;
+    const socket = req.socket;
+    enterPhase(connection.transfer, socket, req.complete ? 'handler' : 'body', Date.now());
+    if (!req.complete) req.once('end', () => connection.transfer.phase === 'body' && enterPhase(connection.transfer, socket, 'handler', Date.now()));
+    res.once('prefinish', () => {
+      connection.handling = false;
+      if (res.socket === socket) enterSend(connection.transfer, socket, limits, Date.now());
+    });
+    if (!slots) {
+      connection.handling = true;
+      run(connection, req, res);
+      return;
+    }
+    // The request holds a slot from here until the handler has settled and the response has
+    // ended (res.end() was called); what is left of the answer to send then is the connection's,
+    // parked like an idle one.
+    const start = () => {
+      if (req.socket.destroyed || connection.cut) {
+        slots.release();
+        return;
+      }
+      connection.handling = true;
+      let ended = false;
+      let settled = false;
+      let released = false;
+      const free = () => {
+        if (released || !ended || !settled) return;
+        released = true;
+        slots.release();
+      };
+      const onEnd = () => {
+        ended = true;
+        free();
+      };
+      res.once('prefinish', onEnd);
+      res.once('close', onEnd);
+      void run(connection, req, res).then(() => {
+        settled = true;
+        // Ended already (the usual case): a pipelined answer waiting behind an earlier one that
+        // is still being sent emits 'prefinish' only once its turn comes, and must not hold a slot.
+        if (res.writableEnded) ended = true;
+        free();
+      });
+    };
+    // The body arrives while the connection is parked: a slow upload holds no slot.
+    void bodyBuffered(req).then(() => {
+      if (reservation?.take()) start();
+      else slots.acquire(start);
+    });
+  });
+
+  // The transfer limits: every connection of this child, each sweep.
+  setInterval(() => {
+    const now = Date.now();
+    for (const [socket, connection] of connections) {
+      if (connection.cut) continue;
+      const expired = expiredPhase(connection.transfer, socket, limits, now);
+      if (expired === undefined) continue;
+      connection.cut = true;
+      if (expired === 'send') {
+        // A reset, not a close: what the kernel still holds for the client is dropped too.
+        socket.resetAndDestroy();
+      } else if (connection.handling) {
+        socket.destroy();
+      } else {
+        // Nothing was sent on it yet: say why, as Node does for its own header limit.
+        socket.end(REQUEST_TIMEOUT_ANSWER);
+        setTimeout(() => socket.destroy(), 1000).unref();
+      }
+    }
+  }, checkingInterval(settings)).unref();
+
+  const run = (connection: HttpConnection, req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const call = callHandler(req, res);
     connection.calls.add(call);
     void call.then(() => connection.calls.delete(call));
-  });
+    return call;
+  };
 
   return {
-    handle(socket) {
-      const connection: HttpConnection = { calls: new Set(), responses: new Set(), requests: 0 };
+    handle(socket, reservation) {
+      const connection: HttpConnection = { calls: new Set(), responses: new Set(), requests: 0, reservation, transfer: newTransfer(socket, Date.now()), handling: false, cut: false };
       connections.set(socket, connection);
-      const closed = whenClosed(socket);
+      const closed = whenClosed(socket).then(() => {
+        // Closed before its first request: the reserved slot goes back.
+        connection.reservation?.cancel();
+        connection.reservation = undefined;
+      });
       // The server's own accept path would set this; emit('connection') skips it.
       socket.setNoDelay(true);
       server.emit('connection', socket);

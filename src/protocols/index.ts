@@ -38,3 +38,9 @@ export function checkProtocolOptions(name: string, options: unknown): void {
   protocolFactory(name);
   optionReaders[name]?.(options);
 }
+
+/** A protocol's option section with every default filled in (what `prefork check` prints). */
+export function resolvedProtocolOptions(name: string, options: unknown): unknown {
+  const reader = optionReaders[name];
+  return reader ? reader(options) : options;
+}

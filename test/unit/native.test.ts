@@ -128,7 +128,7 @@ function thrownBy(action: () => unknown): unknown {
 describe('features', () => {
   it('the Linux build has every fast path; the portable build (PREFORK_EXPECT_PORTABLE=1) none', () => {
     const portable = process.env.PREFORK_EXPECT_PORTABLE === '1';
-    expect(FEATURES).toEqual({ sockFlags: !portable, acceptQueue: !portable, deferAccept: !portable, holdNewConnections: !portable, portable });
+    expect(FEATURES).toEqual({ sockFlags: !portable, acceptQueue: !portable, deferAccept: !portable, holdNewConnections: !portable, pages: !portable, portable });
   });
 });
 

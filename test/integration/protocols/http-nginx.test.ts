@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as native from '../../../src/native/index.js';
+import { nativeFeatures } from '../../../src/native/index.js';
 import { fixture, nextHook, startPool, stopPools, tempDir } from '../../helpers.js';
 import { fetchAnswer, seen } from './client.js';
 import { NO_NGINX, freePort, startNginx, type Nginx } from './nginx.js';
@@ -74,6 +75,49 @@ describe.skipIf(SKIP)('nginx proxy_pass to a prefork HTTP listener', () => {
     expect(connections.accepted).toBeLessThanOrEqual(16);
     expect(connections.accepted).toBeLessThan(requests / 10);
     expect(upstreamPorts.size).toBeLessThanOrEqual(connections.accepted);
+    expect(pool.stats().exits.crashes).toBe(0);
+  });
+});
+
+describe.skipIf(SKIP || !nativeFeatures().pages)('nginx keep-alive to one-slot children', () => {
+  it("needs no slots for nginx's idle upstream connections: they are parked, and no request waits for one to close", async () => {
+    // Before parking, 2 children x 1 slot behind `keepalive 8` stalled a request until nginx or
+    // keepAliveTimeout closed an idle connection (measured: 6.5 s).
+    const pool = await startPool({ handler: fixture('proto-app.mjs'), protocol: 'http', children: { start: 2, min: 2, max: 2, slots: 1 } });
+    const dir = tempDir('prefork-http-nginx-slots-');
+    const port = await freePort();
+    nginx = await startNginx(
+      dir,
+      `
+  upstream prefork {
+    server 127.0.0.1:${pool.addresses()[0]!.port};
+    keepalive 8;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://prefork;${PROXY_KEEPALIVE}
+      proxy_read_timeout 10s;
+    }
+  }`,
+    );
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+    const slowest: number[] = [];
+    try {
+      await Promise.all(
+        Array.from({ length: 4 }, async (_, client) => {
+          for (let i = 0; i < 50; i++) {
+            const startedAt = Date.now();
+            expect(seen(await fetchAnswer(port, `/slots?client=${client}&i=${i}`, { agent })).url).toBe(`/slots?client=${client}&i=${i}`);
+            slowest.push(Date.now() - startedAt);
+          }
+        }),
+      );
+    } finally {
+      agent.destroy();
+    }
+    expect(slowest).toHaveLength(200);
+    expect(Math.max(...slowest)).toBeLessThan(1000);
     expect(pool.stats().exits.crashes).toBe(0);
   });
 });

@@ -59,7 +59,7 @@ describe('pool options', () => {
 
   it('applies documented defaults', () => {
     const resolved = resolvePoolOptions(base);
-    expect(resolved.children).toEqual({ start: 4, min: 1, max: 32, minSpare: 2, maxSpare: 8, slots: 1 });
+    expect(resolved.children).toEqual({ start: 4, min: 1, max: 32, minSpare: 2, maxSpare: 8, slots: 1, connections: 256 });
     expect(resolved.timeouts).toEqual({ accept: 5000, start: 30000, stop: 30000, drain: 5000, heartbeat: 30000, connection: 0 });
     expect(resolved).toMatchObject({ protocol: 'raw', backlog: 511, tickInterval: 1000, overload: { strategy: 'graceful' } });
   });
@@ -81,7 +81,7 @@ describe('pool options: every default and every refusal, word for word', () => {
       acceptChain: 32,
       acceptChainChildren: availableParallelism(),
       deferAccept: 0,
-      children: { start: 4, min: 1, max: 32, minSpare: 2, maxSpare: 8, slots: 1 },
+      children: { start: 4, min: 1, max: 32, minSpare: 2, maxSpare: 8, slots: 1, connections: 256 },
       timeouts: { accept: 5000, start: 30000, stop: 30000, drain: 5000, heartbeat: 30000, connection: 0 },
       tickInterval: 1000,
       plugins: [],
@@ -100,11 +100,14 @@ describe('pool options: every default and every refusal, word for word', () => {
   it('derives the children defaults from the bounds given', () => {
     const children = (given: Record<string, number>) => resolvePoolOptions({ ...minimal, children: given } as PoolOptions).children;
     // A start above the default max raises max; a minSpare above the default maxSpare raises maxSpare.
-    expect(children({ start: 40 })).toEqual({ start: 40, min: 1, max: 40, minSpare: 2, maxSpare: 8, slots: 1 });
-    expect(children({ minSpare: 10 })).toEqual({ start: 4, min: 1, max: 32, minSpare: 10, maxSpare: 10, slots: 1 });
+    expect(children({ start: 40 })).toEqual({ start: 40, min: 1, max: 40, minSpare: 2, maxSpare: 8, slots: 1, connections: 256 });
+    expect(children({ minSpare: 10 })).toEqual({ start: 4, min: 1, max: 32, minSpare: 10, maxSpare: 10, slots: 1, connections: 256 });
     // A small max lowers the defaults of start, min and minSpare to it.
-    expect(children({ max: 1 })).toEqual({ start: 1, min: 1, max: 1, minSpare: 1, maxSpare: 8, slots: 1 });
-    expect(children({ max: 2, min: 0 })).toEqual({ start: 2, min: 0, max: 2, minSpare: 2, maxSpare: 8, slots: 1 });
+    expect(children({ max: 1 })).toEqual({ start: 1, min: 1, max: 1, minSpare: 1, maxSpare: 8, slots: 1, connections: 256 });
+    // A child may always hold as many connections as it has slots.
+    expect(children({ slots: 300 }).connections).toBe(300);
+    expect(children({ slots: 8, connections: 8 }).connections).toBe(8);
+    expect(children({ max: 2, min: 0 })).toEqual({ start: 2, min: 0, max: 2, minSpare: 2, maxSpare: 8, slots: 1, connections: 256 });
     // The bounds themselves are accepted.
     expect(children({ min: 2, max: 2, start: 2, minSpare: 3, maxSpare: 3, slots: 65535 })).toMatchObject({ min: 2, max: 2, start: 2, slots: 65535 });
   });
@@ -192,8 +195,9 @@ describe('pool options: every default and every refusal, word for word', () => {
     ['children as an array', { ...minimal, children: [] }, 'children: expected an object, got []'],
     ['children null', { ...minimal, children: null }, 'children: expected an object, got null'],
     ['children as a string', { ...minimal, children: 'four' }, 'children: expected an object, got "four"'],
-    ['an unknown children key', { ...minimal, children: { maxx: 1 } }, 'children.maxx: unknown option (known: start, min, max, minSpare, maxSpare, slots)'],
+    ['an unknown children key', { ...minimal, children: { maxx: 1 } }, 'children.maxx: unknown option (known: start, min, max, minSpare, maxSpare, slots, connections)'],
     ['children.max 0', { ...minimal, children: { max: 0 } }, 'children.max: expected a positive integer, got 0'],
+    ['children.connections below children.slots', { ...minimal, children: { slots: 8, connections: 4 } }, 'children.connections: expected an integer from 8 to 65535, got 4'],
     ['children.min above children.max', { ...minimal, children: { min: 3, max: 2 } }, 'children.min (3) must not exceed children.max (2)'],
     ['children.start above children.max', { ...minimal, children: { start: 3, max: 2 } }, 'children.start (3) must not exceed children.max (2)'],
     ['children.minSpare above children.maxSpare', { ...minimal, children: { minSpare: 3, maxSpare: 2 } }, 'children.minSpare (3) must not exceed children.maxSpare (2)'],

@@ -336,6 +336,39 @@ describe('http protocol: connection lifetime', () => {
     expect(elapsed).toBeLessThan(900 + 1_000);
   });
 
+  it('closes a client that sends its body slower than minDataRate once bodyTimeout (extended by what came) is over', async () => {
+    const { front } = await serve(echo, { bodyTimeout: 300, minDataRate: 500, requestTimeout: 10_000 });
+    const client = await connectClient(front.port);
+    client.socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n');
+    const startedAt = Date.now();
+    // 20 bytes a second: each extends the limit by 2 ms.
+    const drip = setInterval(() => client.socket.write('z'), 50);
+    try {
+      await client.closed;
+    } finally {
+      clearInterval(drip);
+    }
+    const elapsed = Date.now() - startedAt;
+    expect(elapsed).toBeGreaterThanOrEqual(300);
+    expect(elapsed).toBeLessThan(300 + 1_000);
+  });
+
+  it('closes a client that stops reading its answer after a sendTimeout window without minDataRate progress', async () => {
+    const big = Buffer.alloc(16 * 1024 * 1024, 'x');
+    const { front } = await serve({ request: (_req, res) => void res.end(big) }, { sendTimeout: 300, minDataRate: 500 });
+    const client = await connectClient(front.port);
+    // The client asks and never reads: its receive buffer fills, then nothing moves.
+    client.socket.pause();
+    client.socket.write('GET /big HTTP/1.1\r\nHost: x\r\n\r\n');
+    const startedAt = Date.now();
+    // The server's end: the connection is reset (a client that does not read cannot see it).
+    await (await front.nextHandled()).done;
+    const elapsed = Date.now() - startedAt;
+    expect(elapsed).toBeGreaterThanOrEqual(300);
+    // The first window saw the buffers fill; the second saw nothing.
+    expect(elapsed).toBeLessThan(2 * 300 + 1_000);
+  });
+
   it('stop() leaves an idle keep-alive connection open (a request may be on its way): its next request is answered with Connection: close', async () => {
     // Closing it at once would race a client (nginx) that has just sent a request on it: the
     // request is reset, and a POST cannot be retried.
