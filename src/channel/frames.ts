@@ -44,7 +44,12 @@ export const Status = {
   ACCEPTED: 17,
   /** Answer to ACCEPT: accept() found nothing (EAGAIN and friends); the child is idle again. */
   NOTHING: 18,
-  /** A connection is finished; sent unprompted. */
+  /**
+   * A connection is finished; sent unprompted. `argument`: the number (low 16 bits) of the accept
+   * order that brought it, counting the child's ACCEPTED answers from 1. The end of the last
+   * order's connection ends that order's chain grant; that of an earlier one (a parked keep-alive
+   * connection of a child that took more since) does not.
+   */
   DONE: 19,
   /** The handler asked for the whole server to stop. Payload: `{ reason?, token? }`. */
   SHUTDOWN_REQUEST: 20,
@@ -66,6 +71,12 @@ export const Status = {
   PONG: 26,
   /** A slot is free again after the parent asked to be told (its page's WAKE word). */
   FREE: 27,
+  /**
+   * The chain grant ended while the child still holds its connection: the connection's request is
+   * answered and the connection parked (kept alive), so the child would otherwise sit under a grant
+   * that only ends with that connection. Sent after any CHAINED report of the grant.
+   */
+  UNCHAINED: 28,
 } as const;
 
 /** A frame type number. */

@@ -1,7 +1,7 @@
 import { Socket } from 'node:net';
 import { Channel } from '../channel/Channel.js';
 import { pathToFileURL } from 'node:url';
-import { constantFrame, encodeFrame, Order, Status, type FrameType } from '../channel/frames.js';
+import { constantFrame, encodeFrame, FRAME_HEADER_SIZE, Order, Status, type FrameType } from '../channel/frames.js';
 import { clip, MAX_LABEL_LENGTH, MAX_TEXT_LENGTH, shapeErrorReport, shapeLogLine } from '../channel/payloads.js';
 import { PreforkError, toError } from '../errors.js';
 import { LOG_LEVEL_RANK } from '../logger.js';
@@ -32,17 +32,21 @@ const EXHAUSTED: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', '
 /** Most connections one CHAINED frame reports (its count byte). */
 const CHAIN_REPORT_MAX = 255;
 
-const chainedThenDoneFrames = new Map<number, Buffer>();
+/**
+ * DONE for a connection that came with accept order number `order` (the low 16 bits, in the
+ * argument), so that the parent tells the end of the last order's connection (its grant ends)
+ * from that of an earlier one still parked. Not cached: the frame may wait in the channel's queue.
+ */
+function doneFrame(order: number): Buffer {
+  const frame = Buffer.alloc(FRAME_HEADER_SIZE);
+  frame[0] = Status.DONE;
+  frame.writeUInt16LE(order & 0xffff, 2);
+  return frame;
+}
 
-/** A CHAINED report followed by DONE, as one shared buffer. */
-function chainedThenDone(listener: number, count: number): Buffer {
-  const key = listener * 256 + count;
-  let frames = chainedThenDoneFrames.get(key);
-  if (!frames) {
-    frames = Buffer.concat([constantFrame(Status.CHAINED, listener, count), constantFrame(Status.DONE)]);
-    chainedThenDoneFrames.set(key, frames);
-  }
-  return frames;
+/** A CHAINED report followed by DONE, in one buffer: one write, one wake-up of the parent. */
+function chainedThenDone(listener: number, count: number, order: number): Buffer {
+  return Buffer.concat([constantFrame(Status.CHAINED, listener, count), doneFrame(order)]);
 }
 
 /**
@@ -69,6 +73,12 @@ export class ChildRuntime {
   #chainLeft = 0;
   /** The listener of the current chain grant. */
   #chainListener = 0;
+  /**
+   * The number of the last accept order that brought a connection. A connection (and the ones its
+   * grant chained) belongs to its order; one of an earlier order that ends while a later order's
+   * grant runs (a parked keep-alive connection) must not end that grant.
+   */
+  #order = 0;
   /** Chained connections not yet reported to the parent. */
   #chainUnreported = 0;
   /** Fires CHAIN_REPORT_MS after the first unreported chained connection; re-armed, never reallocated. */
@@ -90,7 +100,7 @@ export class ChildRuntime {
     native.setNonblocking(CHANNEL_FD, true);
     if (boot.page) {
       const page = new Int32Array(native.mapPage(LISTENER_FD_BASE + boot.listeners));
-      this.#slots = new RequestSlots(boot.slots, page, (frame) => this.#channel.send(frame));
+      this.#slots = new RequestSlots(boot.slots, page, (frame) => this.#channel.send(frame), () => this.#unchain());
     }
     // Started before any user code runs, so that a handler stuck from its first line is covered.
     native.startLifeline(boot.parentPid, this.#listenerFds, boot.orphanGraceMs);
@@ -208,10 +218,11 @@ export class ChildRuntime {
     this.#chainListener = listener;
     this.#active++;
     this.#connections++;
+    this.#order++;
     // Before the answer: the parent reads the page when it answers, and must see the slot taken.
     const reservation = this.#slots?.reserve();
     this.#send(Status.ACCEPTED, listener);
-    this.#serve(connection, reservation);
+    this.#serve(connection, reservation, this.#order);
   }
 
   /** One non-blocking accept on listener `listener`: the connection's fd, or -1 for none. */
@@ -237,7 +248,7 @@ export class ChildRuntime {
     }
   }
 
-  #serve(connection: number, reservation?: Reservation): void {
+  #serve(connection: number, reservation: Reservation | undefined, order: number): void {
     let socket: Socket;
     try {
       socket = new Socket({ fd: connection, readable: true, writable: true, allowHalfOpen: this.#adapter!.allowHalfOpen === true });
@@ -247,13 +258,16 @@ export class ChildRuntime {
       this.#reportError(error, 'accept');
       // Not synchronously: this can run inside the channel's frame decoding (an accept order), and
       // #connectionDone reads the channel again.
-      queueMicrotask(this.#connectionDone);
+      queueMicrotask(() => this.#connectionDone(order));
       return;
     }
-    this.#adapter!.handle(socket, reservation).then(this.#connectionDone, (error: unknown) => {
-      this.#reportError(error, 'connection');
-      this.#connectionDone();
-    });
+    this.#adapter!.handle(socket, reservation).then(
+      () => this.#connectionDone(order),
+      (error: unknown) => {
+        this.#reportError(error, 'connection');
+        this.#connectionDone(order);
+      },
+    );
   }
 
   /**
@@ -261,7 +275,14 @@ export class ChildRuntime {
    * connection itself (without blocking), counted for a CHAINED report; otherwise, or when
    * nothing waits, it reports what it has not reported yet, then DONE, and the grant ends.
    */
-  #connectionDone = (): void => {
+  #connectionDone(order: number): void {
+    if (order !== this.#order) {
+      // Parked while later orders came: its end says nothing about the current grant.
+      this.#active--;
+      this.#channel.send(doneFrame(order));
+      if (this.#stopping && this.#active === 0) void this.#finish();
+      return;
+    }
     // Orders come before the grant: read what the parent sent (an END_CHAIN or STOP of a stop or
     // reload that has begun) before accepting on our own. Usually one read that finds nothing.
     if (this.#chainLeft > 0) this.#channel.drain();
@@ -273,7 +294,7 @@ export class ChildRuntime {
         this.#chainUnreported++;
         if (this.#chainUnreported === 1) this.#chainReportTimer.refresh();
         else if (this.#chainUnreported === CHAIN_REPORT_MAX) this.#reportChained();
-        this.#serve(next, this.#slots?.reserve());
+        this.#serve(next, this.#slots?.reserve(), order);
         return;
       }
       this.#chainLeft = 0;
@@ -281,13 +302,25 @@ export class ChildRuntime {
     this.#active--;
     if (this.#chainUnreported > 0) {
       // Both frames in one write: one wake-up of the parent.
-      this.#channel.send(chainedThenDone(this.#chainListener, this.#chainUnreported));
+      this.#channel.send(chainedThenDone(this.#chainListener, this.#chainUnreported, order));
       this.#chainUnreported = 0;
     } else {
-      this.#send(Status.DONE);
+      this.#channel.send(doneFrame(order));
     }
     if (this.#stopping && this.#active === 0) void this.#finish();
-  };
+  }
+
+  /**
+   * A connection of this child is parked: a grant that would only end with that connection ends
+   * now, and the parent hears it (after the connections chained so far), so it orders this child
+   * again instead of waiting for the connection to close.
+   */
+  #unchain(): void {
+    if (this.#chainLeft === 0) return;
+    this.#chainLeft = 0;
+    if (this.#chainUnreported > 0) this.#reportChained();
+    this.#send(Status.UNCHAINED);
+  }
 
   #reportChained(): void {
     this.#channel.send(constantFrame(Status.CHAINED, this.#chainListener, this.#chainUnreported));

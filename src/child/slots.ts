@@ -31,13 +31,16 @@ export class RequestSlots {
   readonly size: number;
   readonly #page: Int32Array;
   readonly #send: (frame: Buffer) => void;
+  readonly #onParked: () => void;
   readonly #waiting: (() => void)[] = [];
   #busy = 0;
 
-  constructor(size: number, page: Int32Array, send: (frame: Buffer) => void) {
+  /** `onParked`: a slot freed and its connection stays open, parked (the child's chain grant ends). */
+  constructor(size: number, page: Int32Array, send: (frame: Buffer) => void, onParked: () => void) {
     this.size = size;
     this.#page = page;
     this.#send = send;
+    this.#onParked = onParked;
   }
 
   /** Slots taken now (requests in the handler, and reservations). */
@@ -55,11 +58,15 @@ export class RequestSlots {
     if (this.#busy >= this.size) return undefined;
     this.#take();
     let held = true;
-    const timer = setTimeout(() => {
+    const lapse = () => {
       if (!held) return;
       held = false;
-      this.release();
-    }, FIRST_REQUEST_GRACE_MS);
+      this.release(true);
+    };
+    // Timers run before I/O in a turn of the event loop: after a turn that ran long (a busy
+    // child), a request already waiting in the socket is read only after the timer. Deciding one
+    // turn later lets it take the slot first; only a connection that truly sent too little lapses.
+    const timer = setTimeout(() => setImmediate(lapse), FIRST_REQUEST_GRACE_MS);
     return {
       take: () => {
         if (!held) return false;
@@ -71,7 +78,7 @@ export class RequestSlots {
         if (!held) return;
         held = false;
         clearTimeout(timer);
-        this.release();
+        this.release(false);
       },
     };
   }
@@ -86,8 +93,12 @@ export class RequestSlots {
     }
   }
 
-  /** A slot's request is over: the next waiting request gets it, or it is free. */
-  release(): void {
+  /**
+   * A slot's request is over: the next waiting request gets it, or it is free. `parked`: its
+   * connection stays open with nothing to do (kept alive, or no request came), not closing.
+   */
+  release(parked: boolean): void {
+    if (parked) this.#onParked();
     const next = this.#waiting.shift();
     if (next) {
       // Not from inside the caller's event (a response's end): the next request starts afresh.
@@ -96,7 +107,9 @@ export class RequestSlots {
     }
     this.#busy--;
     Atomics.store(this.#page, PAGE.BUSY, this.#busy);
-    if (Atomics.load(this.#page, PAGE.WAKE) === 1) {
+    // A connection that is closing reports DONE anyway, which tells the parent as much: the FREE
+    // (and the parent's wake-up) is spent only on a slot whose connection stays, parked.
+    if (parked && Atomics.load(this.#page, PAGE.WAKE) === 1) {
       Atomics.store(this.#page, PAGE.WAKE, 0);
       this.#send(FREE_FRAME);
     }

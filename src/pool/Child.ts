@@ -128,6 +128,8 @@ export class Child implements ChildInfo {
   page: Int32Array | undefined;
   /** Connections it may hold at once: `children.connections` with a page, else `slots`. */
   connectionLimit: number;
+  /** Accept orders it answered ACCEPTED: the number its DONE frames name their connection's order by. */
+  orders = 0;
   /** The parent set the page's WAKE word and waits for the child's FREE. */
   wakeRequested = false;
   /** When each connection it holds began, oldest first (kept only with `timeouts.connection`). */

@@ -5,6 +5,7 @@ import type { ListenerInfo } from '../native/index.js';
 import type { ChildInfo } from './Child.js';
 import { checkStarted, findChildEntry, spawnChild, startingCount, stopChild, watchdog } from './children.js';
 import { createCounters, type PluginSet, type PoolContext, type PoolOutcome } from './context.js';
+import { refreshSlots } from './dispatch.js';
 import { beginReload, prepareReload } from './generations.js';
 import { guardTaps } from './guard.js';
 import { milliseconds } from './optionChecks.js';
@@ -325,6 +326,8 @@ export class Pool {
     const ctx = this.#ctx;
     if (ctx.state !== 'running') return;
     this.#armTimers();
+    // Parked children free slots without a frame: the spawning policy must count them idle.
+    refreshSlots(ctx);
     retryVetoed(ctx);
     const hooks = ctx.current.hooks;
     const spawnUsed = hooks.spawnCount.taps.length > 0;

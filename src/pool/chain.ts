@@ -16,8 +16,6 @@ const CHAIN_ACTIVE_MS = 250;
  *
  * - `acceptChain` is 0;
  * - the child has more than one slot (it is idle again while it serves; the parent orders it);
- * - the child parks waiting connections (a page): a connection it parks does not end, so a grant
- *   that ends with the connection would keep the child from the parent for as long as it is open;
  * - the pool is not running, or a reload is under way (its children must come back to be replaced);
  * - a plugin chooses children per connection (a `beforeDispatch` tap: it must see every one);
  * - another listener has a connection waiting for a child (the chaining children must come back);
@@ -28,7 +26,7 @@ const CHAIN_ACTIVE_MS = 250;
 export function chainGrant(ctx: PoolContext, child: Child, listener: Listener): number {
   const grant = ctx.options.acceptChain;
   const hooks = ctx.current.hooks;
-  if (grant === 0 || child.slots !== 1 || child.page !== undefined || ctx.state !== 'running' || ctx.reload || hooks.beforeDispatch.taps.length > 0) return 0;
+  if (grant === 0 || child.slots !== 1 || ctx.state !== 'running' || ctx.reload || hooks.beforeDispatch.taps.length > 0) return 0;
   if (ctx.listeners.length > 1) {
     for (const other of ctx.listeners) {
       if (other !== listener && (other.state === 'scheduled' || other.state === 'waiting' || other.state === 'overloaded')) return 0;

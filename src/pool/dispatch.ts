@@ -161,6 +161,17 @@ export function requestWakes(ctx: PoolContext): boolean {
   return freed;
 }
 
+/**
+ * UNCHAINED: a parking child's grant ended with its connection kept alive; the parent decides its
+ * accepts again. One that crosses the parent's own END_CHAIN (or comes from a child without a
+ * page) changes nothing.
+ */
+export function onUnchained(ctx: PoolContext, child: Child): void {
+  if (child.page === undefined || child.chainLeft === 0) return;
+  child.chainLeft = 0;
+  if (child.state === 'busy') settle(ctx, child);
+}
+
 /** FREE: a child the parent asked (WAKE) has a free slot again. Unasked, it is a forged frame. */
 export function onFree(ctx: PoolContext, child: Child): void {
   if (!child.wakeRequested) {
@@ -230,6 +241,7 @@ export function onAnswer(ctx: PoolContext, child: Child, accepted: boolean): voi
 }
 
 function countAccepted(ctx: PoolContext, child: Child): void {
+  child.orders++;
   child.active++;
   child.accepted++;
   ctx.counters.accepted++;
@@ -243,7 +255,8 @@ export function settle(ctx: PoolContext, child: Child): void {
     stopChild(ctx, child, 'replaced by a reload');
     return;
   }
-  if (!canTake(child)) {
+  // A child under a chain grant stays busy until the grant ends (its DONE or UNCHAINED).
+  if (child.chainLeft > 0 || !canTake(child)) {
     moveChild(ctx, child, 'busy');
     return;
   }
@@ -285,8 +298,11 @@ export function resolveOrder(ctx: PoolContext, child: Child, timedOut: boolean):
   orderAnswered(ctx, listener);
 }
 
-/** Step 9. DONE: the child finished a connection (and its chain grant, if any, has ended). */
-export function onDone(ctx: PoolContext, child: Child): void {
+/**
+ * Step 9. DONE: the child finished a connection, and its chain grant, if any, has ended; not so
+ * when `earlier`: the connection came with an earlier order than the last (parked meanwhile).
+ */
+export function onDone(ctx: PoolContext, child: Child, earlier = false): void {
   if (child.active < 1) {
     // Like an answer to an order it never got: the child's count and the parent's disagree.
     ctx.counters.invalidFrames++;
@@ -294,13 +310,14 @@ export function onDone(ctx: PoolContext, child: Child): void {
     kill(ctx, child);
     return;
   }
-  child.chainLeft = 0;
+  if (!earlier) child.chainLeft = 0;
   child.active--;
   child.served++;
   child.connectionsSince.shift();
   ctx.counters.served++;
   const hooks = ctx.current.hooks;
   if (hooks.onConnectionDone.taps.length > 0) hooks.onConnectionDone.call(child, { served: child.served });
+  if (child.chainLeft > 0) return;
   if (child.state === 'busy' || (child.state === 'idle' && child.generation < ctx.generation)) settle(ctx, child);
 }
 

@@ -4,7 +4,7 @@ import { PreforkError } from '../errors.js';
 import type { Child } from './Child.js';
 import { checkStarted, kill, stopChild } from './children.js';
 import type { PoolContext } from './context.js';
-import { onAnswer, onChained, onDone, onFree, settle } from './dispatch.js';
+import { onAnswer, onChained, onDone, onFree, onUnchained, settle } from './dispatch.js';
 import { abandonReload, childReadyInReload } from './generations.js';
 import type { ChildErrorInfo } from './hooks.js';
 import { shutdown } from './shutdown.js';
@@ -15,7 +15,7 @@ import { shutdown } from './shutdown.js';
  * untrusted: a frame it should not send, or a payload that does not fit, kills it; no value it
  * sends selects a method or a code path here.
  */
-export function routeFrame(ctx: PoolContext, child: Child, type: number, _argument: number, payload: unknown, count: number): void {
+export function routeFrame(ctx: PoolContext, child: Child, type: number, argument: number, payload: unknown, count: number): void {
   // The hot-path reports carry no payload; one that does was not sent by the child runtime.
   if (payload !== undefined && BARE.has(type)) {
     refuse(ctx, child, `a frame of type ${type} carries a payload`);
@@ -29,7 +29,7 @@ export function routeFrame(ctx: PoolContext, child: Child, type: number, _argume
       onAnswer(ctx, child, false);
       return;
     case Status.DONE:
-      onDone(ctx, child);
+      onDone(ctx, child, argument !== (child.orders & 0xffff));
       return;
     case Status.CHAINED:
       onChained(ctx, child, count);
@@ -42,6 +42,9 @@ export function routeFrame(ctx: PoolContext, child: Child, type: number, _argume
       return;
     case Status.FREE:
       onFree(ctx, child);
+      return;
+    case Status.UNCHAINED:
+      onUnchained(ctx, child);
       return;
     case Status.SHUTDOWN_REQUEST: {
       const request = parseShutdownRequest(payload);
@@ -94,7 +97,7 @@ function noteExhausted(ctx: PoolContext, child: Child, reason: string | undefine
 }
 
 /** The reports that never carry a payload. */
-const BARE: ReadonlySet<number> = new Set([Status.ACCEPTED, Status.NOTHING, Status.DONE, Status.CHAINED, Status.READY, Status.PONG, Status.FREE]);
+const BARE: ReadonlySet<number> = new Set([Status.ACCEPTED, Status.NOTHING, Status.DONE, Status.CHAINED, Status.READY, Status.PONG, Status.FREE, Status.UNCHAINED]);
 
 /** A frame the child runtime never sends: the child is broken or compromised. */
 function refuse(ctx: PoolContext, child: Child, problem: string, what = 'frame'): void {

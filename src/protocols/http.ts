@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { PreforkError } from '../errors.js';
 import { describe, MAX_TIMER_MS, TIMER_LIMIT } from '../pool/optionChecks.js';
 import type { Reservation } from '../child/slots.js';
-import { bodyBuffered, enterPhase, enterSend, expiredPhase, newTransfer, type TransferLimits, type TransferState } from './httpLimits.js';
+import { bodyBuffered, bodyExpected, enterPhase, enterSend, expiredPhase, newTransfer, type TransferLimits, type TransferState } from './httpLimits.js';
 import type { ProtocolFactory } from '../child/types.js';
 
 /**
@@ -284,16 +284,23 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
     // the client to close; saying it through shouldKeepAlive makes the server close it as well.
     if (stopping || (limit > 0 && connection.requests >= limit)) res.shouldKeepAlive = false;
     connection.responses.add(res);
-    res.once('close', () => connection.responses.delete(res));
     const reservation = connection.reservation;
     connection.reservation = undefined;
     connection.handling = false;
     const socket = req.socket;
     enterPhase(connection.transfer, socket, req.complete ? 'handler' : 'body', Date.now());
     if (!req.complete) req.once('end', () => connection.transfer.phase === 'body' && enterPhase(connection.transfer, socket, 'handler', Date.now()));
+    // With slots: what the request's slot waits for besides the handler (the end of its answer).
+    let answered: (() => void) | undefined;
+    // One listener each for the answer's end and its close, whatever needs them.
     res.once('prefinish', () => {
       connection.handling = false;
       if (res.socket === socket) enterSend(connection.transfer, socket, limits, Date.now());
+      answered?.();
+    });
+    res.once('close', () => {
+      connection.responses.delete(res);
+      answered?.();
     });
     if (!slots) {
       connection.handling = true;
@@ -304,25 +311,23 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
     // ended (res.end() was called); what is left of the answer to send then is the connection's,
     // parked like an idle one.
     const start = () => {
-      if (req.socket.destroyed || connection.cut) {
-        slots.release();
+      if (socket.destroyed || connection.cut) {
+        slots.release(false);
         return;
       }
       connection.handling = true;
       let ended = false;
       let settled = false;
-      let released = false;
       const free = () => {
-        if (released || !ended || !settled) return;
-        released = true;
-        slots.release();
+        if (!ended || !settled) return;
+        settled = false;
+        // Kept alive, the connection is parked now; answered `Connection: close`, it is closing.
+        slots.release(res.shouldKeepAlive && !socket.destroyed);
       };
-      const onEnd = () => {
+      answered = () => {
         ended = true;
         free();
       };
-      res.once('prefinish', onEnd);
-      res.once('close', onEnd);
       void run(connection, req, res).then(() => {
         settled = true;
         // Ended already (the usual case): a pipelined answer waiting behind an earlier one that
@@ -331,11 +336,13 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
         free();
       });
     };
-    // The body arrives while the connection is parked: a slow upload holds no slot.
-    void bodyBuffered(req).then(() => {
+    const take = () => {
       if (reservation?.take()) start();
       else slots.acquire(start);
-    });
+    };
+    // The body arrives while the connection is parked: a slow upload holds no slot.
+    if (bodyExpected(req)) void bodyBuffered(req).then(take);
+    else take();
   });
 
   // The transfer limits: every connection of this child, each sweep.

@@ -72,9 +72,14 @@ export function enterPhase(state: TransferState, socket: Socket, phase: Transfer
 
 /** The answer ended with `socket.writableLength` bytes not yet sent: the send phase begins. */
 export function enterSend(state: TransferState, socket: Socket, limits: TransferLimits, now: number): void {
+  const unsent = socket.writableLength;
+  if (unsent === 0) {
+    // All of it is with the kernel already (the usual case): nothing to watch.
+    enterPhase(state, socket, 'idle', now);
+    return;
+  }
   enterPhase(state, socket, 'send', now);
   state.ackedAtStart = acked(socket);
-  const unsent = socket.writableLength;
   const allowance = limits.minDataRate > 0 ? Math.ceil((unsent / limits.minDataRate) * 1000) : 0;
   state.sendDeadline = limits.sendTimeout > 0 ? now + limits.sendTimeout + allowance : 0;
 }
@@ -127,7 +132,7 @@ export function expiredPhase(state: TransferState, socket: Socket, limits: Trans
  * the handler exactly as Node delivers it.
  */
 export function bodyBuffered(req: IncomingMessage): Promise<void> {
-  if (!hasBody(req) || req.complete) return Promise.resolve();
+  if (!bodyExpected(req)) return Promise.resolve();
   return new Promise((resolve) => {
     const check = () => {
       if (!req.complete && req.readableLength < req.readableHighWaterMark && !req.destroyed) return;
@@ -143,7 +148,9 @@ export function bodyBuffered(req: IncomingMessage): Promise<void> {
   });
 }
 
-function hasBody(req: IncomingMessage): boolean {
+/** Whether a body is still to come for the request (it has one, and it has not all arrived). */
+export function bodyExpected(req: IncomingMessage): boolean {
+  if (req.complete) return false;
   const length = req.headers['content-length'];
   if (length !== undefined) return length !== '0';
   return req.headers['transfer-encoding'] !== undefined;

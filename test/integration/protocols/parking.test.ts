@@ -107,4 +107,36 @@ describe.skipIf(SKIP)('parked connections (HTTP)', () => {
     expect(body.running).toBe(1);
     expect(pool.stats().connections.served).toBe(1);
   });
+
+  it('chain grants and parked connections: a parked connection of an earlier order that closes does not end the grant running now', async () => {
+    // One child with the default chain grants: each order may chain further accepts. A parked
+    // keep-alive connection from an earlier order closes while connection-per-request clients are
+    // being chained; its DONE names its own order, so the parent does not count the grant as over
+    // (it would then kill the child for the chained reports that follow).
+    const pool = await startPool({ handler: fixture('slots-app.mjs'), protocol: 'http', children: oneChild });
+    const { port } = pool.addresses()[0]!;
+    const parked = await ask(port, '/parked');
+    const oneShot = async () => {
+      const socket = net.connect({ host: '127.0.0.1', port });
+      sockets.push(socket);
+      socket.on('error', () => {});
+      socket.write('GET /once HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      const body = await answer(socket);
+      await once(socket, 'close');
+      return body;
+    };
+    const load = Promise.all(Array.from({ length: 4 }, async () => {
+      for (let i = 0; i < 50; i++) await oneShot();
+    }));
+    await waitFor(pool.hooks.onConnectionDone as never, () => pool.stats().connections.chained > 0, 5000);
+    parked.socket.destroy();
+    await load;
+    // Clients see their answers before the parent reads the last DONE.
+    await waitFor(pool.hooks.onConnectionDone as never, () => pool.stats().connections.served >= 201, 5000);
+    const stats = pool.stats();
+    expect(stats.invalidFrames).toBe(0);
+    expect(stats.exits.total).toBe(0);
+    expect(stats.connections.chained).toBeGreaterThan(0);
+    expect(stats.connections.served).toBe(201);
+  });
 });
