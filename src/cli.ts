@@ -13,6 +13,7 @@ import type { PoolPlugin, SpawningPolicy } from './pool/hooks.js';
 import { addressText } from './pool/listeners.js';
 import { describeConfig, pluginText } from './config/report.js';
 import { pluginsFor, type PoolOutcome } from './pool/Pool.js';
+import { fetchStatus, statusTarget } from './statusClient.js';
 // The command uses the package as any user does: the pool with its default plugins, and the
 // built-in plugins a config may name.
 import * as prefork from '../index.js';
@@ -35,6 +36,9 @@ const EXIT = {
 
 const HELP = `Usage: prefork [start] [options]     run the server in the foreground
        prefork check [options]     check the configuration and print it resolved
+       prefork status [--json] [--config FILE | --url ADDR]
+                                   print a running server's scoreboard, read from its
+                                   status listener (the config's status.listen)
        prefork build-addon [--portable]
                                    build the native addon from source (for a platform
                                    with no prebuilt addon; needs python3, make, a C compiler)
@@ -47,6 +51,8 @@ Options:
       --handler FILE    the handler module (relative to the working directory)
   -n, --children N      children to start with (children.start; children.max is raised to N)
       --protocol P      raw, http or scgi
+      --url ADDR        (status) the status listener: 127.0.0.1:9740 or unix:/path
+      --json            (status) print the scoreboard as JSON
   -h, --help            show this help
   -v, --version         show the version
 
@@ -62,12 +68,14 @@ const FLAGS = {
   children: { short: 'n', value: 'N' },
   protocol: { short: undefined, value: 'P' },
   portable: { short: undefined, value: undefined },
+  url: { short: undefined, value: 'ADDR' },
+  json: { short: undefined, value: undefined },
   help: { short: 'h', value: undefined },
   version: { short: 'v', value: undefined },
 } as const;
 type FlagName = keyof typeof FLAGS;
 
-const COMMANDS = ['start', 'check', 'build-addon'] as const;
+const COMMANDS = ['start', 'check', 'status', 'build-addon'] as const;
 type Command = (typeof COMMANDS)[number];
 
 /** A command line that cannot be understood: exit 64 with a hint. */
@@ -80,6 +88,9 @@ interface Invocation {
   overrides: ConfigOverrides;
   /** `build-addon --portable`. */
   portable?: boolean;
+  /** `status --url ADDR` and `status --json`. */
+  url?: string;
+  json?: boolean;
 }
 
 function parseArguments(argv: readonly string[]): Invocation {
@@ -125,6 +136,13 @@ function parseArguments(argv: readonly string[]): Invocation {
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
   if (values.portable && command !== 'build-addon') throw new UsageError('--portable goes with build-addon');
+  for (const name of ['url', 'json'] as const) if (values[name] && command !== 'status') throw new UsageError(`--${name} goes with status`);
+  if (command === 'status') {
+    const other = Object.keys(values).find((name) => name !== 'url' && name !== 'json' && name !== 'config');
+    if (other) throw new UsageError(`--${other} does not go with status`);
+    if (values.url && values.config) throw new UsageError('give --url or --config, not both');
+    return { command, config: values.config?.[0], overrides: {}, url: values.url?.[0], json: values.json !== undefined };
+  }
   if (command === 'build-addon') {
     const other = Object.keys(values).find((name) => name !== 'portable');
     if (other) throw new UsageError(`--${other} does not go with build-addon`);
@@ -384,6 +402,18 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'check': {
       const config = await loadConfig({ file: invocation.config, overrides: invocation.overrides, builtins: prefork });
       process.stdout.write(`${JSON.stringify(describeConfig(config, pluginsFor(config.resolved, defaultPlugins)), null, 2)}\n`);
+      return EXIT.OK;
+    }
+    case 'status': {
+      let target;
+      if (invocation.url !== undefined) {
+        target = statusTarget(invocation.url);
+      } else {
+        const config = await loadConfig({ file: invocation.config, overrides: invocation.overrides, builtins: prefork });
+        target = config.resolved.status;
+        if (!target) throw new PreforkError('PREFORK_ERR_CONFIG_INVALID', `${config.file ?? 'the configuration'}: no status.listen: add "status": { "listen": "127.0.0.1:9740" } (or give --url ADDR)`);
+      }
+      process.stdout.write(await fetchStatus(target, invocation.json ? '/status?json' : '/status'));
       return EXIT.OK;
     }
     case 'build-addon': {

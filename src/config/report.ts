@@ -38,6 +38,7 @@ export function describeConfig(config: ResolvedConfig, plugins: readonly PoolPlu
     timeouts: options.timeouts,
     overload: options.overload,
     recycle: options.recycle ?? null,
+    status: options.status ? { listen: targetText(options.status) } : null,
     plugins: plugins.map(pluginText),
     user: config.user ? { name: config.user.name ?? null, uid: config.user.uid } : null,
     group: config.group ? { name: config.group.name ?? null, gid: config.group.gid } : null,

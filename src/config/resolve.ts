@@ -16,7 +16,7 @@ import type { LogConfig, PreforkConfig } from './types.js';
 /** The top-level keys of a config file; anything else is refused as a typo. */
 export const CONFIG_KEYS: readonly (keyof PreforkConfig)[] = Object.freeze([
   'handler', 'listen', 'protocol', 'http', 'scgi', 'children', 'timeouts', 'overload', 'recycle', 'plugins',
-  'user', 'group', 'log', 'env', 'execArgv', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'deferAccept', 'tickInterval',
+  'user', 'group', 'log', 'env', 'execArgv', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'deferAccept', 'tickInterval', 'status',
 ] as const);
 
 const LOG_KEYS = ['level', 'file', 'format'];
@@ -258,6 +258,7 @@ async function resolveChecked(contents: unknown, filepath: string | undefined, c
     ...(config.acceptChainChildren === undefined ? {} : { acceptChainChildren: config.acceptChainChildren }),
     ...(config.deferAccept === undefined ? {} : { deferAccept: config.deferAccept }),
     ...(config.tickInterval === undefined ? {} : { tickInterval: config.tickInterval }),
+    ...(config.status === undefined ? {} : { status: isObject(config.status) && config.status.listen !== undefined ? { ...config.status, listen: anchorListen(config.status.listen, base) as ListenSpec } : config.status }),
     logLevel: log.level,
     cwd,
     ...(user === undefined ? {} : { uid: user.uid }),

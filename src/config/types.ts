@@ -78,6 +78,11 @@ export interface PreforkConfig {
   deferAccept?: number;
   /** Milliseconds between two maintenance ticks of the parent (spawning policy, recycling). @default 1000 */
   tickInterval?: number;
+  /**
+   * The status listener the parent serves (`GET /status`, `/status?json`, `/ready`): a loopback
+   * address or a Unix socket (relative to this file). `prefork status` finds it here. Off unless given.
+   */
+  status?: { listen: ListenSpec };
 }
 
 /**

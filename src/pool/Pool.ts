@@ -10,7 +10,8 @@ import { beginReload, prepareReload } from './generations.js';
 import { guardTaps } from './guard.js';
 import { milliseconds } from './optionChecks.js';
 import { createPoolHooks, type PoolHooks, type PoolPlugin } from './hooks.js';
-import { bindListeners, watch } from './listeners.js';
+import { bindListeners, closeListeners, watch } from './listeners.js';
+import { startStatusServer } from './status.js';
 import { resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options.js';
 import { retryVetoed } from './overload.js';
 import { shutdown } from './shutdown.js';
@@ -107,6 +108,7 @@ export class Pool {
       firstListener: 0,
       draining: false,
       drainCheck: undefined,
+      status: undefined,
       counters: createCounters(),
       latency: new LatencyRecorder(),
       fatal: undefined,
@@ -131,6 +133,12 @@ export class Pool {
     ctx.startedAt = Date.now();
     try {
       bindListeners(ctx);
+      try {
+        if (ctx.options.status) ctx.status = await startStatusServer(ctx, ctx.options.status);
+      } catch (error) {
+        closeListeners(ctx);
+        throw error;
+      }
     } catch (error) {
       ctx.state = 'stopped';
       ctx.resolveOutcome({ reason: 'listen failed', error: error as PreforkError });
@@ -254,6 +262,11 @@ export class Pool {
   /** The bound addresses, in the order of the `listen` option (port 0 replaced by the real port). */
   addresses(): ListenerInfo[] {
     return this.#ctx.listeners.map((listener) => ({ ...listener.info }));
+  }
+
+  /** Where the status listener answers (`127.0.0.1:PORT`, `unix:/path`), or undefined when it is off or not started. */
+  statusAddress(): string | undefined {
+    return this.#ctx.status?.address;
   }
 
   /** The children not yet reaped, oldest first. */

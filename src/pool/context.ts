@@ -1,3 +1,4 @@
+import type { StatusServer } from './status.js';
 import type { Logger } from '../child/types.js';
 import type { PreforkError } from '../errors.js';
 import type { Child } from './Child.js';
@@ -73,6 +74,8 @@ export interface PoolContext {
   draining: boolean;
   /** Called whenever an order is answered or a child reaped while a drain runs. */
   drainCheck: (() => void) | undefined;
+  /** The status listener (`status.listen`), while it runs. */
+  status: StatusServer | undefined;
   readonly counters: Counters;
   readonly latency: LatencyRecorder;
   /** A fatal error (the handler never starts): the pool stops and `wait()` reports it. */

@@ -148,10 +148,7 @@ export function requestWakes(ctx: PoolContext): boolean {
   for (const child of ctx.children) {
     const page = child.page;
     if (page === undefined || child.state !== 'busy' || child.chainLeft > 0 || child.active >= child.connectionLimit) continue;
-    if (!child.wakeRequested) {
-      child.wakeRequested = true;
-      Atomics.store(page, PAGE.WAKE, 1);
-    }
+    askWake(child);
     // A slot that freed before the word was set sent no FREE: look again after setting it.
     if (canTake(child)) {
       settle(ctx, child);
@@ -159,6 +156,13 @@ export function requestWakes(ctx: PoolContext): boolean {
     }
   }
   return freed;
+}
+
+/** Sets a parking child's WAKE word (once until its FREE comes), when it has room to park. */
+function askWake(child: Child): void {
+  if (child.page === undefined || child.wakeRequested || child.active >= child.connectionLimit) return;
+  child.wakeRequested = true;
+  Atomics.store(child.page, PAGE.WAKE, 1);
 }
 
 /**
@@ -258,7 +262,10 @@ export function settle(ctx: PoolContext, child: Child): void {
   // A child under a chain grant stays busy until the grant ends (its DONE or UNCHAINED).
   if (child.chainLeft > 0 || !canTake(child)) {
     moveChild(ctx, child, 'busy');
-    return;
+    // A connection waits for a child: this one must say when its slot frees, or the wait lasts
+    // until a tick (it became busy after the others were asked).
+    if (child.chainLeft === 0 && ctx.listeners.some((listener) => listener.state === 'overloaded' || listener.state === 'waiting')) askWake(child);
+    if (child.chainLeft > 0 || !canTake(child)) return;
   }
   const wasIdle = child.state === 'idle';
   if (!moveChild(ctx, child, 'idle') || wasIdle) return;

@@ -119,6 +119,12 @@ export interface PoolOptions {
   /** Milliseconds between two `onParentTick` calls (spawning policy, recycling, shutdown checks). @default 1000 */
   tickInterval?: number;
   /**
+   * The status listener, served by the parent: `GET /status` (scoreboard), `/status?json`, `/ready`.
+   * A loopback address (`127.0.0.1:9740`, `[::1]:9740`, `localhost:9740`) or a Unix socket
+   * (`unix:/run/app-status.sock`, `{ path, mode }`). Off unless given.
+   */
+  status?: { listen: ListenSpec };
+  /**
    * The overload policy when no child can take a connection: `graceful` (stop watching; clients
    * wait in the backlog) or `abrupt` (accept and close at once, optionally writing `response`;
    * `"http-503"` is a ready HTTP 503 with Retry-After). A plugin with role `overload` replaces it.
@@ -163,6 +169,8 @@ export interface ResolvedPoolOptions {
   children: ChildrenOptions;
   timeouts: TimeoutOptions;
   tickInterval: number;
+  /** The status listener's address, or undefined (off). */
+  status: ListenTarget | undefined;
   overload: OverloadOptions;
   /** Undefined when the `recycle` option is absent (no recycling plugin is applied). */
   recycle: ResolvedRecycleOptions | undefined;
@@ -192,6 +200,24 @@ export const TIMEOUT_DEFAULTS: Readonly<TimeoutOptions> = Object.freeze({
 });
 
 const FILE_MODE = /^0?[0-7]{3,4}$/;
+
+/** Hosts a status listener may bind: the loopback addresses (it tells every child's pid and state). */
+function isLoopback(host: string): boolean {
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === '::1';
+}
+
+/** Checks the `status` option: `{ listen }` with a loopback TCP address or a Unix socket. */
+function resolveStatus(status: unknown): ListenTarget | undefined {
+  if (status === undefined) return undefined;
+  const raw = object('status', status);
+  checkKeys('status.', raw, STATUS_KEYS);
+  if (raw.listen === undefined) throw invalid('status.listen', 'an address (a loopback one or a Unix socket)', undefined);
+  const target = parseListen(raw.listen as ListenSpec, 'status.listen');
+  if (target.kind === 'unix' || (target.kind === 'tcp' && isLoopback(target.host))) return target;
+  throw invalid('status.listen', 'a loopback address (127.0.0.0/8, ::1, localhost) or a Unix socket: the scoreboard is for the machine\'s own operators', raw.listen);
+}
+
+const STATUS_KEYS: ReadonlySet<string> = new Set(['listen']);
 
 /** Parses one listen address. Throws PREFORK_ERR_OPTION_INVALID naming `key` on anything else. */
 export function parseListen(spec: ListenSpec, key = 'listen'): ListenTarget {
@@ -239,7 +265,7 @@ export function parseListen(spec: ListenSpec, key = 'listen'): ListenTarget {
 }
 
 const POOL_KEYS: ReadonlySet<string> = new Set([
-  'handler', 'listen', 'protocol', 'http', 'scgi', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'deferAccept', 'children', 'timeouts', 'tickInterval',
+  'handler', 'listen', 'protocol', 'http', 'scgi', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'deferAccept', 'children', 'timeouts', 'tickInterval', 'status',
   'overload', 'recycle', 'plugins', 'defaultPlugins', 'logger', 'logLevel', 'env', 'execArgv', 'cwd', 'uid', 'gid', 'childStderr',
 ]);
 const CHILDREN_KEYS: ReadonlySet<string> = new Set(Object.keys(CHILDREN_DEFAULTS));
@@ -327,6 +353,7 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
     children,
     timeouts,
     tickInterval: milliseconds('tickInterval', options.tickInterval, 1000, 10),
+    status: resolveStatus(options.status),
     plugins,
     defaultPlugins: options.defaultPlugins ?? true,
     logger: options.logger,

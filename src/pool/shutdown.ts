@@ -63,6 +63,9 @@ export async function shutdown(ctx: PoolContext, reason: string, requestedByChil
   }
   if (ctx.watchdogTimer) clearInterval(ctx.watchdogTimer);
   closeListeners(ctx);
+  // Last: it answers 503 on /ready through the whole stop.
+  await ctx.status?.close();
+  ctx.status = undefined;
   ctx.state = 'stopped';
   try {
     await ctx.current.hooks.afterShutdown.promise(info);

@@ -41,7 +41,8 @@ const oneChild = { start: 1, min: 1, max: 1, minSpare: 0, slots: 1 };
 
 describe.skipIf(SKIP)('parked connections (HTTP)', () => {
   it('idle keep-alive connections and slowloris headers hold no slot: one child with one slot serves a new client at once', async () => {
-    const pool = await startPool({ handler: fixture('slots-app.mjs'), protocol: 'http', children: oneChild });
+    // Long limits: on a loaded machine the set-up may take longer than the default keepAliveTimeout.
+    const pool = await startPool({ handler: fixture('slots-app.mjs'), protocol: 'http', http: { keepAliveTimeout: 60_000, headersTimeout: 60_000 }, children: oneChild });
     const { port } = pool.addresses()[0]!;
     // 20 connections that got an answer and stay open, idle.
     for (let i = 0; i < 20; i++) await ask(port, `/idle-${i}`);

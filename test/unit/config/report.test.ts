@@ -37,6 +37,7 @@ describe('describeConfig (prefork check)', () => {
       timeouts: resolved.timeouts,
       overload: { strategy: 'graceful' },
       recycle: { maxConnectionsPerChild: 5, jitter: 0, maxChildAge: 0, maxChildMemory: 0, idleChildTimeout: 0 },
+      status: null,
       plugins: ['NamedPlugin (role overload)', 'plugin'],
       user: { name: 'www', uid: 33 },
       group: { name: null, gid: 33 },

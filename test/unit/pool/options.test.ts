@@ -165,7 +165,7 @@ describe('pool options: every default and every refusal, word for word', () => {
   const refusals: [string, unknown, string][] = [
     ['not an object', 'x', 'options: expected an object, got "x"'],
     ['an array', [], 'options: expected an object, got []'],
-    ['an unknown key', { ...minimal, bogus: 1 }, 'bogus: unknown option (known: handler, listen, protocol, http, scgi, backlog, ordersPerWakeup, acceptChain, acceptChainChildren, deferAccept, children, timeouts, tickInterval, overload, recycle, plugins, defaultPlugins, logger, logLevel, env, execArgv, cwd, uid, gid, childStderr)'],
+    ['an unknown key', { ...minimal, bogus: 1 }, 'bogus: unknown option (known: handler, listen, protocol, http, scgi, backlog, ordersPerWakeup, acceptChain, acceptChainChildren, deferAccept, children, timeouts, tickInterval, status, overload, recycle, plugins, defaultPlugins, logger, logLevel, env, execArgv, cwd, uid, gid, childStderr)'],
     ['no handler', { listen: ':1' }, 'handler: expected a module path, got undefined'],
     ['an empty handler', { handler: '', listen: ':1' }, 'handler: expected a module path, got ""'],
     ['a cwd that is not a string', { ...minimal, cwd: 5 }, 'cwd: expected a directory path, got 5'],
@@ -197,6 +197,9 @@ describe('pool options: every default and every refusal, word for word', () => {
     ['children as a string', { ...minimal, children: 'four' }, 'children: expected an object, got "four"'],
     ['an unknown children key', { ...minimal, children: { maxx: 1 } }, 'children.maxx: unknown option (known: start, min, max, minSpare, maxSpare, slots, connections)'],
     ['children.max 0', { ...minimal, children: { max: 0 } }, 'children.max: expected a positive integer, got 0'],
+    ['a status listener on every interface', { ...minimal, status: { listen: ':9740' } }, `status.listen: expected a loopback address (127.0.0.0/8, ::1, localhost) or a Unix socket: the scoreboard is for the machine's own operators, got ":9740"`],
+    ['a status section without listen', { ...minimal, status: {} }, 'status.listen: expected an address (a loopback one or a Unix socket), got undefined'],
+    ['an unknown status key', { ...minimal, status: { listen: '127.0.0.1:1', port: 1 } }, 'status.port: unknown option (known: listen)'],
     ['children.connections below children.slots', { ...minimal, children: { slots: 8, connections: 4 } }, 'children.connections: expected an integer from 8 to 65535, got 4'],
     ['children.min above children.max', { ...minimal, children: { min: 3, max: 2 } }, 'children.min (3) must not exceed children.max (2)'],
     ['children.start above children.max', { ...minimal, children: { start: 3, max: 2 } }, 'children.start (3) must not exceed children.max (2)'],
