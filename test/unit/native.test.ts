@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,8 +18,10 @@ import {
   createWatcher,
   listenTcp,
   listenUnix,
+  createPage,
   holdNewConnections,
   listenerInfo,
+  mapPage,
   nativeFeatures,
   pendingHandshakes,
   readable,
@@ -334,6 +336,26 @@ describe('acceptQueueLength', () => {
     await connectClient({ port: tcpListener.port, host: '127.0.0.1' });
     const connection = track(accept(tcpListener.fd));
     expect(acceptQueueLength(connection)).toBe(-1);
+  });
+});
+
+describe('createPage and mapPage', () => {
+  it.skipIf(!FEATURES.pages)('shares a page that the other side sees at once, and that the fd given to a child cannot resize (its seals)', () => {
+    const shared = createPage()!;
+    expect(shared).not.toBeNull();
+    openFds.add(shared.fd);
+    const parent = new Int32Array(shared.page);
+    // The child's view, through the same kind of fd it inherits.
+    const childFd = openSync(`/proc/self/fd/${shared.fd}`, 'r+');
+    const child = new Int32Array(mapPage(childFd));
+    Atomics.store(child, 0, 7);
+    expect(Atomics.load(parent, 0)).toBe(7);
+    Atomics.store(parent, 1, 1);
+    expect(Atomics.load(child, 1)).toBe(1);
+    // Shrinking it would make the parent's next read a SIGBUS: the seals refuse it.
+    expect(() => ftruncateSync(shared.fd, 0)).toThrow(/EPERM/);
+    expect(() => ftruncateSync(shared.fd, 1 << 20)).toThrow(/EPERM/);
+    expect(Atomics.load(parent, 0)).toBe(7);
   });
 });
 
