@@ -43,8 +43,8 @@ export interface HttpOptions {
    * How long a request's body may take to arrive, counted from its header block, extended by one
    * second for every `minDataRate` bytes received (mod_reqtimeout's `body=20,MinRate=500`). Where
    * children park connections, the body is received before the handler is called (up to the
-   * request stream's buffer, 16 KiB; a larger one streams into the handler), so a slow upload
-   * holds no slot. A client past it is answered `408` and closed. `0`: only `requestTimeout`.
+   * request stream's buffer, 16 KiB on Node 20 and 64 KiB on 22 and 24; a larger one streams
+   * into the handler), so a slow upload holds no slot. A client past it is answered `408` and closed. `0`: only `requestTimeout`.
    * @default 20000
    */
   bodyTimeout?: number;
