@@ -43,16 +43,6 @@ export class RequestSlots {
     this.#onParked = onParked;
   }
 
-  /** Slots taken now (requests in the handler, and reservations). */
-  get busy(): number {
-    return this.#busy;
-  }
-
-  /** Requests waiting for a slot. */
-  get waiting(): number {
-    return this.#waiting.length;
-  }
-
   /** Reserves a slot for a connection about to be reported accepted; undefined when none is free. */
   reserve(): Reservation | undefined {
     if (this.#busy >= this.size) return undefined;

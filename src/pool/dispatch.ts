@@ -101,12 +101,17 @@ function choose(ctx: PoolContext, listener: Listener, wanted: number): Child | f
   if (request.idle.length === 0) return undefined;
   const choice = hooks.beforeDispatch.call(request);
   if (choice === false) return false;
-  return (choice && ctx.children.find((child) => child === choice && child.state === 'idle' && canTake(child))) || oldestIdle(ctx);
+  return (choice && ctx.children.find((child) => child === choice && child.state === 'idle' && canTake(child))) || firstIdle(ctx);
 }
 
 /** The idle child that started first, preferring the serving generation. */
 export function oldestIdle(ctx: PoolContext): Child | undefined {
   refreshSlots(ctx);
+  return firstIdle(ctx);
+}
+
+/** {@link oldestIdle} once the parked children's slots are read. */
+function firstIdle(ctx: PoolContext): Child | undefined {
   let fallback: Child | undefined;
   for (const child of ctx.children) {
     if (child.state !== 'idle' || !canTake(child)) continue;
