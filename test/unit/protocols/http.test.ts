@@ -282,8 +282,9 @@ describe('http protocol: connection lifetime', () => {
 
   it('closes a client that dribbles its headers after headersTimeout with 408, and resolves handle()', async () => {
     const { front } = await serve(echo, { headersTimeout: 500 });
-    const client = await connectClient(front.port);
+    // The limit runs from the server's accept, which can come before the client sees its connect.
     const acceptedAt = Date.now();
+    const client = await connectClient(front.port);
     client.socket.write('GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ');
     const drip = setInterval(() => client.socket.write('z'), 50);
     try {
@@ -319,8 +320,9 @@ describe('http protocol: connection lifetime', () => {
 
   it('closes a client that sends its body too slowly with 408 after requestTimeout, not after headersTimeout', async () => {
     const { front } = await serve(echo, { headersTimeout: 300, requestTimeout: 900 });
-    const client = await connectClient(front.port);
+    // The limit runs from the server's accept, which can come before the client sees its connect.
     const acceptedAt = Date.now();
+    const client = await connectClient(front.port);
     client.socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n');
     const drip = setInterval(() => client.socket.write('z'), 50);
     let text: string;
