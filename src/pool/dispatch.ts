@@ -313,8 +313,12 @@ export function resolveOrder(ctx: PoolContext, child: Child, timedOut: boolean):
 /**
  * Step 9. DONE: the child finished a connection, and its chain grant, if any, has ended; not so
  * when `earlier`: the connection came with an earlier order than the last (parked meanwhile).
+ * A DONE that arrives while an order is still unanswered is always earlier: the child sent it
+ * before it read that order (a grant ended by UNCHAINED, whose last connection closes while the
+ * next order is on its way), and it must not end the grant that order gave.
  */
 export function onDone(ctx: PoolContext, child: Child, earlier = false): void {
+  earlier ||= child.state === 'accepting';
   if (child.active < 1) {
     // Like an answer to an order it never got: the child's count and the parent's disagree.
     ctx.counters.invalidFrames++;
