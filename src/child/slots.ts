@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { constantFrame, Status } from '../channel/frames.js';
 import { PAGE } from '../channel/page.js';
 
@@ -18,6 +19,27 @@ export interface Reservation {
   cancel(): void;
 }
 
+/** A reservation and when its grace ends; `held` until taken, cancelled or lapsed. */
+class HeldSlot implements Reservation {
+  held = true;
+  constructor(
+    readonly slots: RequestSlots,
+    readonly until: number,
+  ) {}
+
+  take(): boolean {
+    if (!this.held) return false;
+    this.held = false;
+    return true;
+  }
+
+  cancel(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.slots.release(false);
+  }
+}
+
 const FREE_FRAME = constantFrame(Status.FREE);
 
 /**
@@ -33,6 +55,9 @@ export class RequestSlots {
   readonly #send: (frame: Buffer) => void;
   readonly #onParked: () => void;
   readonly #waiting: (() => void)[] = [];
+  /** Reservations in the order made, some already taken or cancelled (dropped when the timer runs). */
+  readonly #held: HeldSlot[] = [];
+  #graceTimer: NodeJS.Timeout | undefined;
   #busy = 0;
 
   /** `onParked`: a slot freed and its connection stays open, parked (the child's chain grant ends). */
@@ -47,31 +72,42 @@ export class RequestSlots {
   reserve(): Reservation | undefined {
     if (this.#busy >= this.size) return undefined;
     this.#take();
-    let held = true;
-    const lapse = () => {
-      if (!held) return;
-      held = false;
-      this.release(true);
-    };
+    // One timer for all reservations (they share one grace, so they lapse in the order made):
+    // a connection costs a push, not a timer of its own.
+    const slot = new HeldSlot(this, performance.now() + FIRST_REQUEST_GRACE_MS);
+    this.#held.push(slot);
+    if (!this.#graceTimer) this.#graceTimer = setTimeout(this.#checkGrace, FIRST_REQUEST_GRACE_MS).unref();
+    return slot;
+  }
+
+  /** Lapses the reservations whose grace is over (their slots go back, parked), and waits for the next. */
+  readonly #checkGrace = (): void => {
+    this.#graceTimer = undefined;
+    const now = performance.now();
+    const held = this.#held;
+    let head = 0;
+    const lapsing: HeldSlot[] = [];
+    while (head < held.length) {
+      const slot = held[head]!;
+      if (slot.held && slot.until > now) break;
+      if (slot.held) lapsing.push(slot);
+      head++;
+    }
+    held.splice(0, head);
     // Timers run before I/O in a turn of the event loop: after a turn that ran long (a busy
     // child), a request already waiting in the socket is read only after the timer. Deciding one
     // turn later lets it take the slot first; only a connection that truly sent too little lapses.
-    const timer = setTimeout(() => setImmediate(lapse), FIRST_REQUEST_GRACE_MS);
-    return {
-      take: () => {
-        if (!held) return false;
-        held = false;
-        clearTimeout(timer);
-        return true;
-      },
-      cancel: () => {
-        if (!held) return;
-        held = false;
-        clearTimeout(timer);
-        this.release(false);
-      },
-    };
-  }
+    if (lapsing.length > 0) {
+      setImmediate(() => {
+        for (const slot of lapsing) {
+          if (!slot.held) continue;
+          slot.held = false;
+          this.release(true);
+        }
+      });
+    }
+    if (held.length > 0) this.#graceTimer = setTimeout(this.#checkGrace, Math.max(1, held[0]!.until - now)).unref();
+  };
 
   /** Runs `start` in a slot: at once if one is free, else when one frees. Call {@link release} after. */
   acquire(start: () => void): void {
