@@ -9,6 +9,7 @@ import * as native from '../native/index.js';
 import { protocolFactory } from '../protocols/index.js';
 import type { ChildBootstrap } from './bootstrap.js';
 import { RequestSlots, type Reservation } from './slots.js';
+import { PAGE } from '../channel/page.js';
 import type { ChildContext, HandlerModule, Logger, LogLevel, ProtocolAdapter } from './types.js';
 
 /** The control channel's fd in a child (stdio index 3). */
@@ -63,6 +64,8 @@ export class ChildRuntime {
   #adapter: ProtocolAdapter | undefined;
   /** With a page from the parent: the request slots, and waiting connections parked. */
   readonly #slots: RequestSlots | undefined;
+  /** The page shared with the parent, when it gave one. */
+  readonly #page: Int32Array | undefined;
   #ctx!: ChildContext;
   #active = 0;
   #connections = 0;
@@ -100,6 +103,7 @@ export class ChildRuntime {
     native.setNonblocking(CHANNEL_FD, true);
     if (boot.page) {
       const page = new Int32Array(native.mapPage(LISTENER_FD_BASE + boot.listeners));
+      this.#page = page;
       this.#slots = new RequestSlots(boot.slots, page, (frame) => this.#channel.send(frame), () => this.#unchain());
     }
     // Started before any user code runs, so that a handler stuck from its first line is covered.
@@ -137,6 +141,7 @@ export class ChildRuntime {
         options: this.#boot.protocolOptions,
         reportError: (error, where) => this.#reportError(error, where),
         slots: this.#slots,
+        noDelayInherited: process.platform === 'linux' && this.#listenerFds.every((fd) => native.tcpNoDelay(fd)),
       });
       await this.#handler.init?.(this.#ctx);
     } catch (error) {
@@ -284,8 +289,9 @@ export class ChildRuntime {
       return;
     }
     // Orders come before the grant: read what the parent sent (an END_CHAIN or STOP of a stop or
-    // reload that has begun) before accepting on our own. Usually one read that finds nothing.
-    if (this.#chainLeft > 0) this.#channel.drain();
+    // reload that has begun) before accepting on our own. With a page, only when its ORDERS word
+    // says one was sent; without, a read that usually finds nothing.
+    if (this.#chainLeft > 0 && (this.#page === undefined || Atomics.exchange(this.#page, PAGE.ORDERS, 0) === 1)) this.#channel.drain();
     if (this.#chainLeft > 0) {
       const next = this.#tryAccept(this.#chainListener);
       if (next >= 0) {

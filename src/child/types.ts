@@ -98,6 +98,11 @@ export interface ProtocolContext<Options = Record<string, unknown>> {
    * connection holds one of the child's slots from its accept to its close.
    */
   readonly slots?: RequestSlots;
+  /**
+   * Connections come with TCP_NODELAY on already (every listener is TCP with it set, and the
+   * system passes it to accepted sockets, as Linux does): the adapter need not set it on each.
+   */
+  readonly noDelayInherited?: boolean;
 }
 
 /** Creates a child's adapter for one protocol. Throws PREFORK_ERR_HANDLER_INVALID if the handler lacks what it needs. */

@@ -71,3 +71,8 @@ export function acceptAndClose(fd: number, max: number, response?: Buffer | null
 export function bytesAcked(fd: number): number {
   return binding().bytesAcked(fd);
 }
+
+/** Whether TCP_NODELAY is on for socket `fd` (false where it is not TCP). */
+export function tcpNoDelay(fd: number): boolean {
+  return binding().tcpNoDelay(fd);
+}

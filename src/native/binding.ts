@@ -30,6 +30,7 @@ export interface NativeBinding {
   createPage(): { fd: number; page: ArrayBuffer } | null;
   mapPage(fd: number): ArrayBuffer;
   bytesAcked(fd: number): number;
+  tcpNoDelay(fd: number): boolean;
   socketpair(): [number, number];
   read(fd: number, buffer: Uint8Array, offset?: number, length?: number): number;
   write(fd: number, buffer: Uint8Array, offset?: number, length?: number): number;

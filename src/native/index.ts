@@ -36,6 +36,6 @@ export {
   type ListenerInfo,
   type SocketInfo,
 } from './listeners.js';
-export { accept, acceptAndClose, acceptQueue, acceptQueueLength, bytesAcked, readable, type AcceptQueue } from './accept.js';
+export { accept, acceptAndClose, acceptQueue, acceptQueueLength, bytesAcked, readable, tcpNoDelay, type AcceptQueue } from './accept.js';
 export { close, createPage, mapPage, read, setCloexec, setNonblocking, socketpair, startLifeline, write } from './fds.js';
 export { READABLE, WRITABLE, createWatcher, type Watcher } from './watcher.js';

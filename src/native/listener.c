@@ -188,6 +188,12 @@ napi_value prefork_listen_tcp(napi_env env, napi_callback_info info) {
     return close_and_throw(env, fd, errno, "setsockopt", NULL);
   }
 
+  /* Connections accepted from it inherit TCP_NODELAY on Linux: a child then need not set it on
+   * each one (a system call per connection). Where they do not inherit it, children still set it. */
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &enabled, sizeof enabled) < 0) {
+    return close_and_throw(env, fd, errno, "setsockopt", NULL);
+  }
+
   if (family == AF_INET6) {
     const struct in6_addr *inet6 = &((struct sockaddr_in6 *)&address)->sin6_addr;
     /* A specific IPv6 address never accepts IPv4 anyway, so V6ONLY only makes that explicit; the
@@ -425,5 +431,20 @@ napi_value prefork_listener_info(napi_env env, napi_callback_info info) {
   napi_value listening;
   PREFORK_CALL(env, napi_get_boolean(env, accepting != 0, &listening));
   PREFORK_CALL(env, napi_set_named_property(env, result, "listening", listening));
+  return result;
+}
+
+/* tcpNoDelay(fd): whether TCP_NODELAY is on for the socket; false where it is not TCP. */
+napi_value prefork_tcp_no_delay(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!prefork_get_fd_argument(env, info, &fd)) return NULL;
+  int value = 0;
+  socklen_t length = sizeof value;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &value, &length) < 0) {
+    if (errno == EBADF) return prefork_throw_errno(env, errno, "getsockopt", NULL);
+    value = 0;
+  }
+  napi_value result;
+  PREFORK_CALL(env, napi_get_boolean(env, value != 0, &result));
   return result;
 }

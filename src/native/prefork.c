@@ -183,6 +183,7 @@ NAPI_MODULE_INIT() {
       {"createPage", NULL, prefork_create_page, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mapPage", NULL, prefork_map_page, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bytesAcked", NULL, prefork_bytes_acked, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tcpNoDelay", NULL, prefork_tcp_no_delay, NULL, NULL, NULL, napi_enumerable, NULL},
       {"socketpair", NULL, prefork_socketpair, NULL, NULL, NULL, napi_enumerable, NULL},
       {"read", NULL, prefork_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"write", NULL, prefork_write, NULL, NULL, NULL, napi_enumerable, NULL},

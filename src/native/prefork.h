@@ -121,6 +121,7 @@ napi_value prefork_pending_handshakes(napi_env env, napi_callback_info info);
 napi_value prefork_create_page(napi_env env, napi_callback_info info);
 napi_value prefork_map_page(napi_env env, napi_callback_info info);
 napi_value prefork_bytes_acked(napi_env env, napi_callback_info info);
+napi_value prefork_tcp_no_delay(napi_env env, napi_callback_info info);
 napi_value prefork_shutdown_listener(napi_env env, napi_callback_info info);
 napi_value prefork_hold_new_connections(napi_env env, napi_callback_info info);
 napi_value prefork_socketpair(napi_env env, napi_callback_info info);

@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Channel } from '../channel/Channel.js';
 import { constantFrame, Order } from '../channel/frames.js';
+import { PAGE } from '../channel/page.js';
 
 /**
  * A child's state, as the parent sees it:
@@ -155,6 +156,7 @@ export class Child implements ChildInfo {
   /** Ends the child's chain grant early (a stop or reload begins); it reports DONE after its connection. */
   orderEndChain(): void {
     this.channel.send(constantFrame(Order.END_CHAIN));
+    this.#ordersWaiting();
   }
 
   /** Asks for a PONG: the heartbeat. */
@@ -165,6 +167,12 @@ export class Child implements ChildInfo {
   /** Tells the child to finish its connections and exit. */
   orderStop(): void {
     this.channel.send(constantFrame(Order.STOP));
+    this.#ordersWaiting();
+  }
+
+  /** After the frame is written: a chaining child that sees the word finds the order in its channel. */
+  #ordersWaiting(): void {
+    if (this.page !== undefined) Atomics.store(this.page, PAGE.ORDERS, 1);
   }
 
   /** Whether the state diagram allows a move from the current state to `next`. */

@@ -222,7 +222,7 @@ interface HttpConnection {
  * chunked bodies and `Expect: 100-continue` behave exactly as in Node; the handler's
  * `request(req, res, ctx)` is called once per request, like an `http.createServer` listener.
  */
-export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx, options, reportError, slots }) => {
+export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx, options, reportError, slots, noDelayInherited }) => {
   const request = handler.request;
   if (typeof request !== 'function') {
     throw new PreforkError(
@@ -383,7 +383,7 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
         connection.reservation = undefined;
       });
       // The server's own accept path would set this; emit('connection') skips it.
-      socket.setNoDelay(true);
+      if (!noDelayInherited) socket.setNoDelay(true);
       server.emit('connection', socket);
       return closed
         .then(() => settleAll(connection.calls))

@@ -199,6 +199,8 @@ interface ScgiService {
   readonly request: RequestHandler;
   readonly ctx: ChildContext;
   readonly reportError: ErrorReporter;
+  /** Accepted sockets come with TCP_NODELAY on (see ProtocolContext.noDelayInherited). */
+  readonly noDelayInherited: boolean;
 }
 
 /** One SCGI connection: one request, from the first byte to the close. */
@@ -223,7 +225,7 @@ class ScgiConnection {
     this.#service = service;
     this.#logger = service.ctx.logger;
     this.#parser = new ScgiParser(service.settings.maxHeaderSize);
-    socket.setNoDelay(true);
+    if (!service.noDelayInherited) socket.setNoDelay(true);
     socket.on('error', (error) => this.#logger.debug('scgi connection error', { error: error.message }));
     socket.on('data', (chunk: Buffer) => this.#receive(chunk));
     socket.on('end', () => this.#receiveEnd());
@@ -415,7 +417,7 @@ class ScgiConnection {
  * one request per connection, parsed into an IncomingMessage and answered through a ServerResponse
  * that writes CGI output, so the same `request(req, res, ctx)` handler serves HTTP and SCGI.
  */
-export const createScgiProtocol: ProtocolFactory<ScgiOptions> = ({ handler, ctx, options, reportError }) => {
+export const createScgiProtocol: ProtocolFactory<ScgiOptions> = ({ handler, ctx, options, reportError, noDelayInherited }) => {
   const request = handler.request;
   if (typeof request !== 'function') {
     throw new PreforkError(
@@ -428,6 +430,7 @@ export const createScgiProtocol: ProtocolFactory<ScgiOptions> = ({ handler, ctx,
     request,
     ctx,
     reportError,
+    noDelayInherited: noDelayInherited === true,
   };
   return {
     // A client may send its request and shut down its side before the answer (`nc -N`); the

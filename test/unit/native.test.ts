@@ -28,6 +28,7 @@ import {
   setCloexec,
   setNonblocking,
   systemErrorCode,
+  tcpNoDelay,
   type ListenerInfo,
   type Watcher,
 } from '../../src/native/index.js';
@@ -307,6 +308,18 @@ describe('accept', () => {
     client.write('ping');
     const [reply] = (await once(client, 'data')) as [Buffer];
     expect(reply.toString()).toBe('ping');
+  });
+
+  it('gives connections with TCP_NODELAY on where the system passes it on from the listener, which listenTcp sets (children then skip a setsockopt each)', async () => {
+    const listener = track(listenTcp('127.0.0.1', 0));
+    expect(tcpNoDelay(listener.fd)).toBe(true);
+    await connectClient({ port: listener.port, host: '127.0.0.1' });
+    const fd = track(accept(listener.fd));
+    // Linux copies it into the accepted socket; elsewhere the child runtime keeps setting it.
+    if (process.platform === 'linux') expect(tcpNoDelay(fd)).toBe(true);
+    const unix = track(listenUnix(join(mkdtempSync(join(tmpdir(), 'prefork-nodelay-')), 's.sock')));
+    expect(tcpNoDelay(unix.fd)).toBe(false);
+    expect(thrownBy(() => tcpNoDelay(NEVER_OPEN_FD))).toMatchObject({ code: 'EBADF' });
   });
 
   it('throws an Error with code EBADF for an fd that is not open', () => {
