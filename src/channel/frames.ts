@@ -34,6 +34,8 @@ export const Order = {
   END_CHAIN: 3,
   /** Answer PONG: the heartbeat, which a child whose event loop is stuck cannot answer. */
   PING: 4,
+  /** Answer METRICS with the handler's own prom-client metrics; `argument` names the request. */
+  METRICS: 5,
 } as const;
 
 /** Frames a child sends to the parent. */
@@ -77,6 +79,12 @@ export const Status = {
    * that only ends with that connection. Sent after any CHAINED report of the grant.
    */
   UNCHAINED: 28,
+  /**
+   * Answer to METRICS (`argument`: the request's number), or, with `argument` 0xffff, the last
+   * report of a stopping child (sent unasked when the parent serves metrics). Payload: `{ metrics }` or `{ error }`
+   * (see `src/channel/metrics.ts`).
+   */
+  METRICS: 29,
 } as const;
 
 /** A frame type number. */

@@ -16,6 +16,8 @@ export interface ChildBootstrap {
   /** A page shared with the parent follows the listeners (fd 4 + listeners): park waiting connections. */
   page: boolean;
   logLevel: LogLevel;
+  /** The parent serves `/metrics`: the child sends a last METRICS report before it exits. */
+  metrics: boolean;
   /** The parent's pid, for the lifeline that notices its death. */
   parentPid: number;
   /** How long after the parent's death the lifeline kills this child if it is still there. */

@@ -9,6 +9,8 @@ import * as native from '../native/index.js';
 import { protocolFactory } from '../protocols/index.js';
 import type { ChildBootstrap } from './bootstrap.js';
 import { RequestSlots, type Reservation } from './slots.js';
+import { HandlerMetrics } from './metrics.js';
+import { FINAL_METRICS_REPORT } from '../channel/metrics.js';
 import { PAGE } from '../channel/page.js';
 import type { ChildContext, HandlerModule, Logger, LogLevel, ProtocolAdapter } from './types.js';
 
@@ -64,6 +66,8 @@ export class ChildRuntime {
   #adapter: ProtocolAdapter | undefined;
   /** With a page from the parent: the request slots, and waiting connections parked. */
   readonly #slots: RequestSlots | undefined;
+  /** The handler's prom-client metrics, read once the parent asks. */
+  #metrics: HandlerMetrics | undefined;
   /** The page shared with the parent, when it gave one. */
   readonly #page: Int32Array | undefined;
   #ctx!: ChildContext;
@@ -208,6 +212,7 @@ export class ChildRuntime {
     else if (type === Order.STOP) this.#stop();
     else if (type === Order.END_CHAIN) this.#chainLeft = 0;
     else if (type === Order.PING) this.#send(Status.PONG);
+    else if (type === Order.METRICS) void this.#answerMetrics(argument);
   }
 
   /** The accept order: one non-blocking accept, then the answer; never blocks, never throws. */
@@ -363,7 +368,17 @@ export class ChildRuntime {
     } catch (error) {
       this.#reportError(error, 'close');
     }
+    // The parent serves metrics: its last report, so that its counters are not lost with it.
+    if (this.#boot.metrics) await this.#answerMetrics(FINAL_METRICS_REPORT);
     this.#exit(EXIT_OK);
+  }
+
+  /** Answers a METRICS order (or sends the last report, FINAL_METRICS_REPORT) with the handler's own metrics. */
+  async #answerMetrics(request: number): Promise<void> {
+    this.#metrics ??= new HandlerMetrics(this.#boot.handler, (message, fields) => this.#ctx.logger.warn(message, fields));
+    const report = await this.#metrics.report();
+    if (this.#channel.closed) return;
+    this.#channel.send(encodeFrame(Status.METRICS, request, report));
   }
 
   /** Delivers the frames still queued, then exits. */

@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Channel } from '../channel/Channel.js';
 import { constantFrame, Order } from '../channel/frames.js';
 import { PAGE } from '../channel/page.js';
+import type { ChildMetric } from '../channel/metrics.js';
 
 /**
  * A child's state, as the parent sees it:
@@ -133,6 +134,12 @@ export class Child implements ChildInfo {
   orders = 0;
   /** The parent set the page's WAKE word and waits for the child's FREE. */
   wakeRequested = false;
+  /** The METRICS request it has not answered yet, or -1. */
+  metricsRequest = -1;
+  /** Its handler's metrics as of its last answer (see metrics.ts). */
+  metrics: ChildMetric[] | undefined;
+  /** Its last report, sent as it stops, has come (there is one only). */
+  metricsFinal = false;
   /** When each connection it holds began, oldest first (kept only with `timeouts.connection`). */
   readonly connectionsSince: number[] = [];
   #stderr: Buffer[] = [];
@@ -162,6 +169,11 @@ export class Child implements ChildInfo {
   /** Asks for a PONG: the heartbeat. */
   orderPing(): void {
     this.channel.send(constantFrame(Order.PING));
+  }
+
+  /** Asks for the handler's own metrics; the answer names `request`. */
+  orderMetrics(request: number): void {
+    this.channel.send(constantFrame(Order.METRICS, request));
   }
 
   /** Tells the child to finish its connections and exit. */

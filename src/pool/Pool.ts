@@ -109,6 +109,8 @@ export class Pool {
       draining: false,
       drainCheck: undefined,
       status: undefined,
+      metrics: undefined,
+      exitReasons: { stopped: 0, killed: 0, crashed: 0, failed_start: 0 },
       counters: createCounters(),
       latency: new LatencyRecorder(),
       fatal: undefined,

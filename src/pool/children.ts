@@ -238,6 +238,8 @@ function reap(ctx: PoolContext, child: Child, code: number | null, signal: NodeJ
   const failedStart = child.readyAt === 0;
   if (failedStart) counters.failedStarts++;
   if (!child.expectedExit) counters.crashes++;
+  ctx.exitReasons[failedStart ? 'failed_start' : !child.expectedExit ? 'crashed' : signal === 'SIGKILL' ? 'killed' : 'stopped']++;
+  ctx.metrics?.onExit(child);
   child.channel.close();
   ctx.current.hooks.onChildExit.call(child, { code, signal, state, lost, failedStart, expected: child.expectedExit, lifetimeMs: Date.now() - child.startedAt });
   if (ctx.reload && child.generation === ctx.reload.generation && child.readyAt === 0) {
@@ -282,6 +284,7 @@ function childEnv(ctx: PoolContext, id: number, generation: number, parking: boo
     slots: options.children.slots,
     page: parking,
     logLevel: options.logLevel,
+    metrics: ctx.metrics !== undefined,
     parentPid: process.pid,
     // An orphan has the heartbeat's time to finish, as a hung child would have had.
     orphanGraceMs: options.timeouts.heartbeat || options.timeouts.stop,

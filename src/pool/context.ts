@@ -1,4 +1,5 @@
 import type { StatusServer } from './status.js';
+import type { PoolMetrics } from './metrics.js';
 import type { Logger } from '../child/types.js';
 import type { PreforkError } from '../errors.js';
 import type { Child } from './Child.js';
@@ -76,6 +77,10 @@ export interface PoolContext {
   drainCheck: (() => void) | undefined;
   /** The status listener (`status.listen`), while it runs. */
   status: StatusServer | undefined;
+  /** `/metrics` of the status listener: kept after the listener closes, for stopping children's last reports. */
+  metrics: PoolMetrics | undefined;
+  /** Children that exited, by why (disjoint: see `prefork_child_exits_total`). */
+  readonly exitReasons: Record<ExitReason, number>;
   readonly counters: Counters;
   readonly latency: LatencyRecorder;
   /** A fatal error (the handler never starts): the pool stops and `wait()` reports it. */
@@ -91,6 +96,9 @@ export interface PoolContext {
   tickTimer: NodeJS.Timeout | undefined;
   watchdogTimer: NodeJS.Timeout | undefined;
 }
+
+/** Why a child exited: asked to stop and did, killed by the pool, crashed, or died before it was ready. */
+export type ExitReason = 'stopped' | 'killed' | 'crashed' | 'failed_start';
 
 /** Fresh counters, all zero. */
 export function createCounters(): Counters {

@@ -58,6 +58,12 @@ export interface TimeoutOptions {
    */
   drain: number;
   /**
+   * How long a scrape of `/metrics` (the status listener) waits for the children's own metrics. A
+   * child that answers later (busy in CPU work) is counted in `prefork_child_metrics_late` and
+   * shows its previous answer. @default 1000
+   */
+  metrics: number;
+  /**
    * The heartbeat: a child whose event loop does not answer a ping within this many ms (a handler
    * stuck in a loop) is killed and replaced, as gunicorn's `timeout`. Also how long children may
    * finish their connections after the parent died. 0 = off. @default 30000
@@ -195,6 +201,7 @@ export const TIMEOUT_DEFAULTS: Readonly<TimeoutOptions> = Object.freeze({
   start: 30000,
   stop: 30000,
   drain: 5000,
+  metrics: 1000,
   heartbeat: 30000,
   connection: 0,
 });
@@ -308,6 +315,7 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
     start: milliseconds('timeouts.start', timeoutsRaw.start, TIMEOUT_DEFAULTS.start, 1),
     stop: milliseconds('timeouts.stop', timeoutsRaw.stop, TIMEOUT_DEFAULTS.stop, 0),
     drain: milliseconds('timeouts.drain', timeoutsRaw.drain, TIMEOUT_DEFAULTS.drain, 0),
+    metrics: milliseconds('timeouts.metrics', timeoutsRaw.metrics, TIMEOUT_DEFAULTS.metrics, 1),
     heartbeat: milliseconds('timeouts.heartbeat', timeoutsRaw.heartbeat, TIMEOUT_DEFAULTS.heartbeat, 0),
     connection: milliseconds('timeouts.connection', timeoutsRaw.connection, TIMEOUT_DEFAULTS.connection, 0),
   };

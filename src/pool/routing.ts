@@ -46,6 +46,10 @@ export function routeFrame(ctx: PoolContext, child: Child, type: number, argumen
     case Status.UNCHAINED:
       onUnchained(ctx, child);
       return;
+    case Status.METRICS:
+      if (ctx.metrics) ctx.metrics.onReport(child, argument, payload);
+      else refuse(ctx, child, 'a metrics report nobody asked for (no status listener)');
+      return;
     case Status.SHUTDOWN_REQUEST: {
       const request = parseShutdownRequest(payload);
       if (typeof request === 'string') refuse(ctx, child, request);

@@ -60,6 +60,9 @@ export interface PoolStats {
   invalidFrames: number;
 }
 
+/** Upper bounds (µs) of the dispatch latency histogram's buckets. */
+export const LATENCY_BUCKETS_US: readonly number[] = Object.freeze([50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000]);
+
 /**
  * Keeps the last `capacity` samples in a ring, so recording is one store and percentiles are
  * computed only when somebody asks for stats.
@@ -67,6 +70,9 @@ export interface PoolStats {
 export class LatencyRecorder {
   readonly #samples: Float64Array;
   #count = 0;
+  /** Samples per bucket of {@link LATENCY_BUCKETS_US} (the last one: above them all), and their sum: for `/metrics`. */
+  readonly #buckets = new Float64Array(LATENCY_BUCKETS_US.length + 1);
+  #sum = 0;
 
   constructor(capacity = 8192) {
     this.#samples = new Float64Array(capacity);
@@ -75,6 +81,18 @@ export class LatencyRecorder {
   record(value: number): void {
     this.#samples[this.#count % this.#samples.length] = value;
     this.#count++;
+    this.#sum += value;
+    let bucket = 0;
+    while (bucket < LATENCY_BUCKETS_US.length && value > LATENCY_BUCKETS_US[bucket]!) bucket++;
+    this.#buckets[bucket]!++;
+  }
+
+  /** Every sample since the start, as a histogram: cumulative counts per bound (µs), their sum and count. */
+  histogram(): { cumulative: number[]; sum: number; count: number } {
+    const cumulative: number[] = [];
+    let total = 0;
+    for (let i = 0; i < LATENCY_BUCKETS_US.length; i++) cumulative.push((total += this.#buckets[i]!));
+    return { cumulative, sum: this.#sum, count: this.#count };
   }
 
   #cached: { at: number; count: number; value: { p50: number; p99: number; max: number; samples: number } } | undefined;

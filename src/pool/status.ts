@@ -5,12 +5,14 @@ import { PreforkError } from '../errors.js';
 import type { Child, ChildState } from './Child.js';
 import type { PoolContext } from './context.js';
 import type { ListenTarget } from './options.js';
+import { createPoolMetrics } from './metrics.js';
 import { snapshot, type PoolStats } from './stats.js';
 
 /**
  * The status listener, served by the parent itself (so it answers while every child is busy), on
  * a loopback address or a Unix socket: `GET /status` (a text scoreboard, one line per child, as
- * Apache's mod_status), `GET /status?json` (the same as JSON) and `GET /ready` (200 while the
+ * Apache's mod_status), `GET /status?json` (the same as JSON), `GET /metrics` (Prometheus: the
+ * pool's metrics and the children's own, summed; see metrics.ts) and `GET /ready` (200 while the
  * pool takes connections, 503 from the start of a stop, for a load balancer's health check).
  */
 export interface StatusServer {
@@ -145,13 +147,22 @@ function route(ctx: PoolContext, req: IncomingMessage, res: ServerResponse): voi
     const report = statusReport(ctx);
     if (url.searchParams.has('json')) answer(res, 200, 'application/json', `${JSON.stringify(report)}\n`);
     else answer(res, 200, 'text/plain; charset=utf-8', statusText(report));
+  } else if (url.pathname === '/metrics' && ctx.metrics) {
+    ctx.metrics.scrape().then(
+      ({ text, contentType }) => answer(res, 200, contentType, text),
+      (error: unknown) => {
+        ctx.logger.error('could not produce /metrics', { error: error instanceof Error ? error.message : String(error) });
+        answer(res, 500, 'text/plain; charset=utf-8', 'metrics failed; see the log\n');
+      },
+    );
   } else {
-    answer(res, 404, 'text/plain; charset=utf-8', 'not found: try /status, /status?json or /ready\n');
+    answer(res, 404, 'text/plain; charset=utf-8', 'not found: try /status, /status?json, /metrics or /ready\n');
   }
 }
 
 /** Starts the status listener on `target` (checked by the options: loopback TCP or a Unix socket). */
 export async function startStatusServer(ctx: PoolContext, target: ListenTarget): Promise<StatusServer> {
+  ctx.metrics ??= await createPoolMetrics(ctx, ctx.options.timeouts.metrics);
   const server: Server = createServer((req, res) => route(ctx, req, res));
   server.on('clientError', (_error, socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
