@@ -13,7 +13,9 @@ import type { PoolPlugin, SpawningPolicy } from './pool/hooks.js';
 import { addressText } from './pool/listeners.js';
 import { describeConfig, pluginText } from './config/report.js';
 import { pluginsFor, type PoolOutcome } from './pool/Pool.js';
+import type { ListenTarget } from './pool/options.js';
 import { fetchStatus, statusTarget } from './statusClient.js';
+import { TOP_INTERVAL, watchStatus } from './topTerminal.js';
 // The command uses the package as any user does: the pool with its default plugins, and the
 // built-in plugins a config may name.
 import * as prefork from '../index.js';
@@ -39,6 +41,11 @@ const HELP = `Usage: prefork [start] [options]     run the server in the foregro
        prefork status [--json] [--config FILE | --url ADDR]
                                    print a running server's scoreboard, read from its
                                    status listener (the config's status.listen)
+       prefork top [--config FILE | --url ADDR] [--interval MS]
+                                   the same scoreboard redrawn every interval (also:
+                                   prefork status --watch); a child whose state letter
+                                   changed, or a new child, has its letter in reverse
+                                   video for one redraw; q or Ctrl-C quits
        prefork build-addon [--portable]
                                    build the native addon from source (for a platform
                                    with no prebuilt addon; needs python3, make, a C compiler)
@@ -51,8 +58,12 @@ Options:
       --handler FILE    the handler module (relative to the working directory)
   -n, --children N      children to start with (children.start; children.max is raised to N)
       --protocol P      raw, http or scgi
-      --url ADDR        (status) the status listener: 127.0.0.1:9740 or unix:/path
+      --url ADDR        (status, top) the status listener: 127.0.0.1:9740 or unix:/path
       --json            (status) print the scoreboard as JSON
+      --watch           (status) the same as prefork top
+      --interval MS     (top, status --watch) ms between two redraws, 100 to 3600000
+                        (default 1000); on a stdout that is no terminal, one plain
+                        scoreboard per interval
   -h, --help            show this help
   -v, --version         show the version
 
@@ -70,12 +81,14 @@ const FLAGS = {
   portable: { short: undefined, value: undefined },
   url: { short: undefined, value: 'ADDR' },
   json: { short: undefined, value: undefined },
+  watch: { short: undefined, value: undefined },
+  interval: { short: undefined, value: 'MS' },
   help: { short: 'h', value: undefined },
   version: { short: 'v', value: undefined },
 } as const;
 type FlagName = keyof typeof FLAGS;
 
-const COMMANDS = ['start', 'check', 'status', 'build-addon'] as const;
+const COMMANDS = ['start', 'check', 'status', 'top', 'build-addon'] as const;
 type Command = (typeof COMMANDS)[number];
 
 /** A command line that cannot be understood: exit 64 with a hint. */
@@ -88,9 +101,26 @@ interface Invocation {
   overrides: ConfigOverrides;
   /** `build-addon --portable`. */
   portable?: boolean;
-  /** `status --url ADDR` and `status --json`. */
+  /** `status` and `top`: `--url ADDR`; `status --json`. */
   url?: string;
   json?: boolean;
+  /** `top` (and `status --watch`): ms between two redraws. */
+  intervalMs?: number;
+}
+
+/** The flags of `status` and `top` alone, and the commands each goes with (for the refusal's wording). */
+const STATUS_FLAGS = { url: 'status and top', json: 'status', watch: 'status', interval: 'top and status --watch' } as const;
+
+/** `--interval MS`: a whole number of ms within TOP_INTERVAL. */
+function intervalOf(values: readonly string[] | undefined): number {
+  if (values === undefined) return TOP_INTERVAL.default;
+  if (values.length > 1) throw new UsageError('--interval given more than once');
+  const text = values[0]!;
+  const ms = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!(ms >= TOP_INTERVAL.min && ms <= TOP_INTERVAL.max)) {
+    throw new UsageError(`--interval: expected milliseconds from ${TOP_INTERVAL.min} to ${TOP_INTERVAL.max}, got ${JSON.stringify(text)}`);
+  }
+  return ms;
 }
 
 function parseArguments(argv: readonly string[]): Invocation {
@@ -136,12 +166,19 @@ function parseArguments(argv: readonly string[]): Invocation {
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
   if (values.portable && command !== 'build-addon') throw new UsageError('--portable goes with build-addon');
-  for (const name of ['url', 'json'] as const) if (values[name] && command !== 'status') throw new UsageError(`--${name} goes with status`);
-  if (command === 'status') {
-    const other = Object.keys(values).find((name) => name !== 'url' && name !== 'json' && name !== 'config');
-    if (other) throw new UsageError(`--${other} does not go with status`);
+  for (const [name, commands] of Object.entries(STATUS_FLAGS)) {
+    if (values[name as FlagName] && command !== 'status' && command !== 'top') throw new UsageError(`--${name} goes with ${commands}`);
+  }
+  if (command === 'status' || command === 'top') {
+    const allowed: readonly string[] = command === 'status' ? ['config', 'url', 'json', 'watch', 'interval'] : ['config', 'url', 'interval'];
+    const other = Object.keys(values).find((name) => !allowed.includes(name));
+    if (other) throw new UsageError(`--${other} does not go with ${command}`);
     if (values.url && values.config) throw new UsageError('give --url or --config, not both');
-    return { command, config: values.config?.[0], overrides: {}, url: values.url?.[0], json: values.json !== undefined };
+    const watch = command === 'top' || values.watch !== undefined;
+    if (watch && values.json) throw new UsageError('--json does not go with --watch (the JSON is one read: prefork status --json)');
+    if (!watch && values.interval) throw new UsageError('--interval goes with top and status --watch');
+    const asked = { config: values.config?.[0], overrides: {}, url: values.url?.[0] };
+    return watch ? { command: 'top', ...asked, intervalMs: intervalOf(values.interval) } : { command, ...asked, json: values.json !== undefined };
   }
   if (command === 'build-addon') {
     const other = Object.keys(values).find((name) => name !== 'portable');
@@ -381,6 +418,15 @@ async function start(invocation: Invocation): Promise<number> {
   return EXIT.OK;
 }
 
+/** Where `status` and `top` ask: `--url`, or the config's `status.listen`. */
+async function statusListenerOf(invocation: Invocation): Promise<ListenTarget> {
+  if (invocation.url !== undefined) return statusTarget(invocation.url);
+  const config = await loadConfig({ file: invocation.config, overrides: invocation.overrides, builtins: prefork });
+  const target = config.resolved.status;
+  if (!target) throw new PreforkError('PREFORK_ERR_CONFIG_INVALID', `${config.file ?? 'the configuration'}: no status.listen: add "status": { "listen": "127.0.0.1:9740" } (or give --url ADDR)`);
+  return target;
+}
+
 async function main(argv: readonly string[]): Promise<number> {
   let invocation: Invocation;
   try {
@@ -404,18 +450,12 @@ async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`${JSON.stringify(describeConfig(config, pluginsFor(config.resolved, defaultPlugins)), null, 2)}\n`);
       return EXIT.OK;
     }
-    case 'status': {
-      let target;
-      if (invocation.url !== undefined) {
-        target = statusTarget(invocation.url);
-      } else {
-        const config = await loadConfig({ file: invocation.config, overrides: invocation.overrides, builtins: prefork });
-        target = config.resolved.status;
-        if (!target) throw new PreforkError('PREFORK_ERR_CONFIG_INVALID', `${config.file ?? 'the configuration'}: no status.listen: add "status": { "listen": "127.0.0.1:9740" } (or give --url ADDR)`);
-      }
-      process.stdout.write(await fetchStatus(target, invocation.json ? '/status?json' : '/status'));
+    case 'status':
+      process.stdout.write(await fetchStatus(await statusListenerOf(invocation), invocation.json ? '/status?json' : '/status'));
       return EXIT.OK;
-    }
+    case 'top':
+      await watchStatus({ target: await statusListenerOf(invocation), intervalMs: invocation.intervalMs ?? TOP_INTERVAL.default });
+      return EXIT.OK;
     case 'build-addon': {
       const { buildAddon } = await import('./native/build.js');
       const path = buildAddon({ portable: invocation.portable });

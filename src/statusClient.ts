@@ -1,6 +1,7 @@
 /**
- * `prefork status`: asks a running server's status listener for its scoreboard. The address comes
- * from `--url` or from the config's `status.listen`, the way `prefork check` finds the config.
+ * `prefork status` and `prefork top`: ask a running server's status listener for its scoreboard.
+ * The address comes from `--url` or from the config's `status.listen`, the way `prefork check`
+ * finds the config.
  */
 import { request } from 'node:http';
 import { PreforkError, toError } from './errors.js';
@@ -14,7 +15,8 @@ export function statusTarget(url: string): ListenTarget {
   return target;
 }
 
-function described(target: ListenTarget): string {
+/** The address as `--url` takes it: `127.0.0.1:9740`, `[::1]:9740`, `unix:/path`. */
+export function targetText(target: ListenTarget): string {
   if (target.kind === 'unix') return `unix:${target.path}`;
   if (target.kind === 'tcp') return target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
   return target.kind;
@@ -23,9 +25,9 @@ function described(target: ListenTarget): string {
 /** GETs `path` from the status listener at `target`; resolves with the body, rejects naming the address. */
 export function fetchStatus(target: ListenTarget, path: string, timeoutMs = 5000): Promise<string> {
   const where = target.kind === 'unix' ? { socketPath: target.path } : target.kind === 'tcp' ? { host: target.host, port: target.port } : undefined;
-  if (!where) return Promise.reject(new PreforkError('PREFORK_ERR_OPTION_INVALID', `status: cannot ask ${described(target)}`));
+  if (!where) return Promise.reject(new PreforkError('PREFORK_ERR_OPTION_INVALID', `status: cannot ask ${targetText(target)}`));
   return new Promise((resolve, reject) => {
-    const fail = (error: unknown) => reject(new PreforkError('PREFORK_ERR_LISTEN', `could not read the status at ${described(target)}: ${toError(error).message} (is the server running, with status.listen set?)`, { cause: error }));
+    const fail = (error: unknown) => reject(new PreforkError('PREFORK_ERR_LISTEN', `could not read the status at ${targetText(target)}: ${toError(error).message} (is the server running, with status.listen set?)`, { cause: error }));
     const req = request({ ...where, path, method: 'GET', timeout: timeoutMs }, (res) => {
       let body = '';
       res.setEncoding('utf8');
