@@ -43,7 +43,17 @@ export {
 } from './src/pool/options.js';
 export type { OverloadOptions, SpawningBounds } from './src/pool/policyOptions.js';
 export type * from './src/child/types.js';
-export { createLogger, silentLogger, type LoggerOptions, type StreamLogger } from './src/logger.js';
+export {
+  createLogger,
+  silentLogger,
+  fromPino,
+  isPinoLogger,
+  LOG_LEVEL_VALUES,
+  type LoggerOptions,
+  type StreamLogger,
+  type PinoLikeLogger,
+  type AdaptedLogger,
+} from './src/logger.js';
 export { PreforkError, ERROR_CODES, isPreforkError, type PreforkErrorCode } from './src/errors.js';
 export type { ListenerInfo } from './src/native/index.js';
 export * from './plugins/index.js';

@@ -1,5 +1,5 @@
 import { PreforkError } from '../src/errors.js';
-import { createLogger, LOG_LEVEL_RANK as RANK, LOG_LEVELS as LEVELS } from '../src/logger.js';
+import { adaptLogger, createLogger, LOG_LEVEL_RANK as RANK, LOG_LEVELS as LEVELS, loggerLevel } from '../src/logger.js';
 import type { Logger, LogLevel } from '../src/child/types.js';
 import type { OverloadReporter, PoolPlugin } from '../src/pool/hooks.js';
 import { addressText } from '../src/pool/listeners.js';
@@ -20,12 +20,15 @@ const STDERR_TAIL_CHARS = 512;
 /** Options of {@link LoggerPlugin}. */
 export interface LoggerPluginOptions {
   /**
-   * Where the lines go: any object with `error/warn/info/debug(message, fields)` (pino, `console`,
-   * the logger of `createLogger`).
+   * Where the lines go: any object with `error/warn/info/debug(message, fields)` (`console`, the
+   * logger of `createLogger`), or a pino logger, called as pino is (see `fromPino`).
    * @default the pool's logger (`pool.logger`), unless `format` or `stream` asks for a new one
    */
   logger?: Logger;
-  /** Lines less severe than this are not written. `debug` adds one line per connection (the hot path). @default the pool's `logLevel` */
+  /**
+   * Lines less severe than this are not written. `debug` adds one line per connection (the hot path).
+   * @default the level of `logger` when it tells one (pino's), else the pool's `logLevel`
+   */
   level?: LogLevel;
   /** With no `logger`: `json` lines, `pretty` text, or `auto` (pretty when the stream is a TTY). @default "auto" */
   format?: 'json' | 'pretty' | 'auto';
@@ -49,7 +52,7 @@ export interface LoggerPluginOptions {
  * | `reload.start`, `reload.spawned` | info | a reload begins; its new children are forked |
  * | `connection.dispatch`, `connection.done` | debug | per connection: never at `info` |
  *
- * JSON lines by default and readable text on a TTY come from the logger (see `createLogger`).
+ * JSON lines in pino's shape by default and readable text on a TTY come from the logger (see `createLogger`).
  * Replace it with a plugin of role `logging`, or pass your own logger.
  */
 export class LoggerPlugin implements PoolPlugin {
@@ -70,7 +73,7 @@ export class LoggerPlugin implements PoolPlugin {
     }
     if (options.format !== undefined && !['json', 'pretty', 'auto'].includes(options.format)) throw invalid(`${PLUGIN_NAME} format`, '"json", "pretty" or "auto"', options.format);
     if (options.stream !== undefined && typeof options.stream?.write !== 'function') throw invalid(`${PLUGIN_NAME} stream`, 'a writable stream (an object with write())', options.stream);
-    this.#options = options;
+    this.#options = options.logger === undefined ? options : { ...options, logger: adaptLogger(options.logger) };
   }
 
   /** The logger lines go to (known once applied). */
@@ -80,11 +83,11 @@ export class LoggerPlugin implements PoolPlugin {
 
   apply(pool: Pool): void {
     const options = this.#options;
-    this.#level = options.level ?? pool.options.logLevel;
+    this.#level = options.level ?? (options.logger === undefined ? undefined : loggerLevel(options.logger)) ?? pool.options.logLevel;
     this.#logger =
       options.logger ??
       (options.format !== undefined || options.stream !== undefined
-        ? createLogger({ level: this.#level, format: options.format, stream: options.stream, base: { pid: process.pid } })
+        ? createLogger({ level: this.#level, format: options.format, stream: options.stream })
         : pool.logger);
     const hooks = pool.hooks;
 

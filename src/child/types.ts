@@ -6,8 +6,9 @@ import type { RequestSlots, Reservation } from './slots.js';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
 /**
- * Anything with these four methods can be a prefork logger: `console`, pino, or the JSON-lines
- * logger of {@link createLogger}. The second argument carries structured fields.
+ * Anything with these four methods can be a prefork logger: `console`, or the JSON-lines logger of
+ * {@link createLogger}. The second argument carries structured fields. A pino logger, whose methods
+ * take `(fields, message)`, is recognised where prefork takes a logger and adapted (`fromPino`).
  */
 export interface Logger {
   error(message: string, fields?: Record<string, unknown>): void;

@@ -80,7 +80,7 @@ export class ParentLog implements Logger {
   }
 
   #create(): StreamLogger {
-    return createLogger({ level: this.#settings.level, format: this.#settings.format, stream: this.#stream(), base: { pid: process.pid } });
+    return createLogger({ level: this.#settings.level, format: this.#settings.format, stream: this.#stream() });
   }
 
   #stream(): { write(line: string): unknown; isTTY?: boolean } {

@@ -1,5 +1,5 @@
 import { PreforkError, toError } from '../errors.js';
-import { createLogger } from '../logger.js';
+import { createLogger, levelGate, loggerLevel } from '../logger.js';
 import type { Logger } from '../child/types.js';
 import type { ListenerInfo } from '../native/index.js';
 import type { ChildInfo } from './Child.js';
@@ -70,7 +70,7 @@ export interface StopOptions {
  * ```
  */
 export class Pool {
-  /** The parent's logger (plugins log through it too). */
+  /** The parent's logger (plugins log through it too): `options.logger` (a pino one adapted) behind a gate of `logLevel`, or prefork's own. */
   readonly logger: Logger;
   readonly #ctx: PoolContext;
   readonly #defaults: DefaultPlugins | undefined;
@@ -84,7 +84,7 @@ export class Pool {
    */
   constructor(options: PoolOptions, defaults?: DefaultPlugins) {
     const resolved = resolvePoolOptions(options);
-    this.logger = resolved.logger ?? createLogger({ level: resolved.logLevel, base: { pid: process.pid } });
+    this.logger = resolved.logger === undefined ? createLogger({ level: resolved.logLevel }) : levelGate(resolved.logger, () => this.#ctx.options.logLevel);
     this.#defaults = defaults;
     let resolveOutcome!: (outcome: PoolOutcome) => void;
     this.#outcome = new Promise((resolve) => (resolveOutcome = resolve));
@@ -305,14 +305,19 @@ export class Pool {
     return set;
   }
 
-  /** A reload's options: everything from `options`, except the sockets, which stay bound. */
+  /**
+   * A reload's options: everything from `options`, except the sockets, which stay bound, and the
+   * logger, which stays; with no `logLevel`, that logger's level now decides (a pino logger's may
+   * have changed since the start).
+   */
   #reloadOptions(options: PoolOptions): ResolvedPoolOptions {
     const current = this.#ctx.options;
     const next = resolvePoolOptions(options);
     const kept = { listen: current.listen, backlog: current.backlog, deferAccept: current.deferAccept };
     const changed = (Object.keys(kept) as (keyof typeof kept)[]).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(kept[key]));
     if (changed.length > 0) this.logger.warn('the sockets cannot change on reload; keeping the bound ones', { keys: changed });
-    return { ...next, ...kept, logger: current.logger };
+    const logLevel = options.logLevel ?? (current.logger === undefined ? undefined : loggerLevel(current.logger)) ?? next.logLevel;
+    return { ...next, ...kept, logger: current.logger, logLevel };
   }
 
   /**

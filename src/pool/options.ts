@@ -1,7 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { PreforkError } from '../errors.js';
-import { LOG_LEVELS } from '../logger.js';
+import { adaptLogger, LOG_LEVELS, loggerLevel } from '../logger.js';
 import type { Logger, LogLevel } from '../child/types.js';
 import type { PoolPlugin } from './hooks.js';
 import { checkKeys, describe, integer, invalid, milliseconds, object, sectionScope } from './optionChecks.js';
@@ -143,9 +143,20 @@ export interface PoolOptions {
   plugins?: PoolPlugin[];
   /** Leave out the default plugins (spawning policy, graceful overload) entirely. @default true */
   defaultPlugins?: boolean;
-  /** The parent's logger. @default a JSON-lines logger on stderr at `info` */
+  /**
+   * The parent's logger, which also gets what children log through `ctx.logger`: anything with
+   * `error/warn/info/debug(message, fields)`, or a pino logger, recognised by its shape and called
+   * as pino is (`(fields, message)`; see `fromPino` for a bunyan-style one).
+   * @default a JSON-lines logger (pino's line shape) on stderr at `logLevel`
+   */
   logger?: Logger;
-  /** Log level of the default logger. @default "info" */
+  /**
+   * Lines less severe than this are dropped before they reach the logger, in the parent and in the
+   * children. With a `logger` of your own and no `logLevel`, that logger's level decides: pino's
+   * (read when the pool is created and on each reload), or a `level` property naming one of the
+   * four levels; a logger that names none (console) gets `info`.
+   * @default "info", or the given logger's level
+   */
   logLevel?: LogLevel;
   /** Extra environment variables of the children (on top of the parent's). */
   env?: Record<string, string>;
@@ -326,13 +337,14 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
     if (!plugin || typeof (plugin as PoolPlugin).apply !== 'function') throw new PreforkError('PREFORK_ERR_PLUGIN_INVALID', `plugins[${index}]: expected a plugin (an object with apply(pool)), got ${describe(plugin)}`);
   });
 
-  const logLevel = options.logLevel ?? 'info';
-  if (!LOG_LEVELS.includes(logLevel)) throw invalid('logLevel', `one of ${LOG_LEVELS.join(', ')}`, logLevel);
   if (options.logger !== undefined) {
     for (const method of LOG_LEVELS) {
-      if (typeof (options.logger as unknown as Record<string, unknown>)[method] !== 'function') throw invalid('logger', `an object with ${LOG_LEVELS.join('/')} methods`, options.logger);
+      if (typeof (options.logger as unknown as Record<string, unknown> | null)?.[method] !== 'function') throw invalid('logger', `an object with ${LOG_LEVELS.join('/')} methods`, options.logger);
     }
   }
+  const logger = options.logger === undefined ? undefined : adaptLogger(options.logger);
+  const logLevel = options.logLevel ?? (logger === undefined ? undefined : loggerLevel(logger)) ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) throw invalid('logLevel', `one of ${LOG_LEVELS.join(', ')}`, logLevel);
   const env = object('env', options.env) as Record<string, string>;
   for (const [name, value] of Object.entries(env)) {
     if (typeof value !== 'string') throw invalid(`env.${name}`, 'a string', value);
@@ -364,7 +376,7 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
     status: resolveStatus(options.status),
     plugins,
     defaultPlugins: options.defaultPlugins ?? true,
-    logger: options.logger,
+    logger,
     logLevel,
     env,
     execArgv,

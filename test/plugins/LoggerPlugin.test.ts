@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LoggerPlugin } from '../../plugins/LoggerPlugin.js';
 import { SpareChildrenPlugin } from '../../plugins/SpareChildrenPlugin.js';
@@ -157,9 +158,11 @@ describe('LoggerPlugin', () => {
     }
     const parsed = json.text.map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(parsed.map((line) => line.event)).toEqual(['pool.start', 'child.spawn', 'child.ready', 'pool.started', 'pool.stopping', 'child.exit', 'pool.stopped']);
-    expect(parsed[0]).toMatchObject({ level: 'info', msg: 'pool starting', pid: process.pid, time: expect.any(String) });
-    expect(parsed[1]).toMatchObject({ level: 'info', msg: 'child spawned', child: 1, generation: 1 });
-    expect(pretty.text[1]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z INFO  child spawned pid=\d+ event=child.spawn child=1 generation=1\n$/);
+    expect(parsed[0]).toMatchObject({ level: 30, msg: 'pool starting', pid: process.pid, hostname: hostname(), time: expect.any(Number) });
+    // The line's pid is the writing process's; the child's is a field like any other.
+    expect(parsed[1]).toMatchObject({ level: 30, msg: 'child spawned', pid: process.pid, child: 1, 'field.pid': expect.any(Number), generation: 1 });
+    expect(parsed[1]!['field.pid']).not.toBe(process.pid);
+    expect(pretty.text[1]).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z INFO  child spawned pid=${process.pid} event=child.spawn child=1 field.pid=\\d+ generation=1\n$`));
     expect(consoleLike.calls).toEqual(['I pool starting', 'I child spawned', 'I child ready', 'I pool started', 'I pool stopping', 'I child exited', 'I pool stopped']);
   });
 

@@ -32,7 +32,7 @@ const cases: Case[] = [
   {
     name: 'an unknown nested key',
     files: { '.preforkrc.json': { ...VALID, timeouts: { stopp: 5 } } },
-    message: /^\.preforkrc\.json: timeouts\.stopp: unknown option \(known: accept, start, stop, drain, heartbeat, connection\)/,
+    message: /^\.preforkrc\.json: timeouts\.stopp: unknown option \(known: accept, start, stop, drain, metrics, heartbeat, connection\)/,
   },
   {
     name: 'children.min above children.max',

@@ -1,6 +1,8 @@
 import { availableParallelism } from 'node:os';
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { isPreforkError } from '../../../src/errors.js';
+import { createLogger, levelGate } from '../../../src/logger.js';
 import { parseListen, resolvePoolOptions, type PoolOptions } from '../../../src/pool/options.js';
 
 const base = { handler: '/srv/app.js', listen: '127.0.0.1:8080' };
@@ -264,6 +266,33 @@ describe('pool options: every default and every refusal, word for word', () => {
     expect(caught).toBeInstanceOf(Error);
     expect((caught as { code?: string }).code).toBe(expected.startsWith('plugins[') ? 'PREFORK_ERR_PLUGIN_INVALID' : 'PREFORK_ERR_OPTION_INVALID');
     expect((caught as Error).message).toBe(expected);
+  });
+});
+
+describe('pool options: the logger and its level', () => {
+  const quiet = { write() {} };
+
+  it("adapts a pino logger, and takes its level unless logLevel is given; a logger that tells no level gets info", () => {
+    const logger = pino({ level: 'warn' }, quiet);
+    const resolved = resolvePoolOptions({ ...base, logger });
+    expect(resolved.logger).not.toBe(logger);
+    expect(resolved.logger).toMatchObject({ target: logger, level: 'warn' });
+    expect(resolvePoolOptions({ ...base, logger, logLevel: 'debug' }).logLevel).toBe('debug');
+    expect(resolvePoolOptions({ ...base, logger: createLogger({ level: 'error', stream: quiet }) }).logLevel).toBe('error');
+    const consoleLike = { error() {}, warn() {}, info() {}, debug() {} };
+    expect(resolvePoolOptions({ ...base, logger: consoleLike })).toMatchObject({ logger: consoleLike, logLevel: 'info' });
+  });
+
+  it('levelGate drops the lines below the level in force at each call', () => {
+    const calls: string[] = [];
+    const record = (level: string) => (message: string) => void calls.push(`${level} ${message}`);
+    let level: 'warn' | 'debug' = 'warn';
+    const gated = levelGate({ error: record('error'), warn: record('warn'), info: record('info'), debug: record('debug') }, () => level);
+    gated.info('dropped');
+    gated.warn('kept');
+    level = 'debug';
+    gated.debug('kept too');
+    expect(calls).toEqual(['warn kept', 'debug kept too']);
   });
 });
 
