@@ -4,8 +4,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Pool } from '../../src/pool/Pool.js';
-import { fixture, nextHook, startPool, stopPools, tempDir, waitFor } from '../helpers.js';
+import net from 'node:net';
+import { Status } from '../../src/channel/frames.js';
+import { fixture, nextHook, startPool, stopPools, target, tempDir, waitFor } from '../helpers.js';
 import { freePort } from './protocols/nginx.js';
+import { skipWithout } from '../environment.js';
+
+const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+/** promtool and prometheus come with Debian's `prometheus` package, which .ci/run installs. */
+const NO_PROMETHEUS = skipWithout(has('promtool') && has('prometheus') ? undefined : 'promtool and prometheus are not installed (Debian/Ubuntu: apt-get install prometheus; .ci/run installs it)');
 
 // GET /metrics: the pool's metrics and the children's own prom-client metrics, summed.
 
@@ -50,7 +57,7 @@ async function send(pool: Pool, count: number, path = '/a'): Promise<void> {
 }
 
 describe('/metrics', () => {
-  it("is Prometheus text that promtool accepts, with the pool's metrics and the children's own summed over them", async () => {
+  it.skipIf(NO_PROMETHEUS)("is Prometheus text that promtool accepts, with the pool's metrics and the children's own summed over them", async () => {
     const pool = await metricsPool();
     await send(pool, 12);
     const scraped = await get(pool.statusAddress()!, '/metrics');
@@ -114,7 +121,32 @@ describe('/metrics', () => {
     expect(sample(after, 'prefork_child_metrics_late')).toBe(0);
   });
 
-  it("a real Prometheus scrapes it, and its query API returns the children's counter summed: the requests sent", async () => {
+  it('a child that sends a metrics report nobody asked for is killed; its replacement is scraped', async () => {
+    const pool = await startPool({ status: { listen: '127.0.0.1:0' }, children: { start: 1, min: 1, max: 1, minSpare: 0 } });
+    const header = (argument: number, body: string) => {
+      const head = Buffer.alloc(8);
+      head.writeUInt8(Status.METRICS, 0);
+      head.writeUInt16LE(argument, 2);
+      head.writeUInt32LE(Buffer.byteLength(body), 4);
+      return Buffer.concat([head, Buffer.from(body)]).toString('hex');
+    };
+    const exit = nextHook(pool.hooks.onChildExit);
+    const forged = net.connect(target(pool));
+    forged.on('error', () => {});
+    forged.write(`forge ${header(7, '{"metrics":[]}')}\n`);
+    const [child, info] = await exit;
+    forged.destroy();
+    expect([child.id, info.signal]).toEqual([1, 'SIGKILL']);
+    expect(pool.logged.lines.find((line) => line.message === 'child sent an invalid metrics report; killing it')?.fields).toMatchObject({ child: 1, problem: 'a metrics report nobody asked for' });
+    await waitFor(pool.hooks.onChildIdle as never, () => pool.stats().children.idle === 1, 5000);
+    const scraped = await get(pool.statusAddress()!, '/metrics');
+    expect(scraped.status).toBe(200);
+    expect(sample(scraped.body, 'prefork_invalid_frames_total')).toBe(1);
+    expect(sample(scraped.body, 'prefork_child_exits_total{reason="killed"}')).toBe(1);
+    expect(sample(scraped.body, 'prefork_child_metrics_late')).toBe(0);
+  });
+
+  it.skipIf(NO_PROMETHEUS)("a real Prometheus scrapes it, and its query API returns the children's counter summed: the requests sent", async () => {
     const pool = await metricsPool();
     await send(pool, 17);
     const dir = tempDir();

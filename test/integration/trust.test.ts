@@ -27,6 +27,7 @@ const FORGED: [string, string, RegExp][] = [
   ['a log line with 65 fields', frame(Status.LOG, manyFields), /more than 64 fields/],
   ['a log line with a key besides level, message and fields', frame(Status.LOG, '{"level":"info","message":"x","file":"/tmp/x"}'), /unknown key "file"/],
   ['an accept order, which only the parent sends', frame(Order.ACCEPT), /type 1, which only the parent sends/],
+  ['a metrics report where the parent serves no metrics', frame(Status.METRICS, '{"metrics":[]}'), /metrics report nobody asked for/],
 ];
 
 describe('the parent trusts nothing a child sends', () => {

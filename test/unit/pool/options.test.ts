@@ -62,7 +62,7 @@ describe('pool options', () => {
   it('applies documented defaults', () => {
     const resolved = resolvePoolOptions(base);
     expect(resolved.children).toEqual({ start: 4, min: 1, max: 32, minSpare: 2, maxSpare: 8, slots: 1, connections: 256 });
-    expect(resolved.timeouts).toEqual({ accept: 5000, start: 30000, stop: 30000, drain: 5000, heartbeat: 30000, connection: 0 });
+    expect(resolved.timeouts).toEqual({ accept: 5000, start: 30000, stop: 30000, drain: 5000, metrics: 1000, heartbeat: 30000, connection: 0 });
     expect(resolved).toMatchObject({ protocol: 'raw', backlog: 511, tickInterval: 1000, overload: { strategy: 'graceful' } });
   });
 });
@@ -84,7 +84,7 @@ describe('pool options: every default and every refusal, word for word', () => {
       acceptChainChildren: availableParallelism(),
       deferAccept: 0,
       children: { start: 4, min: 1, max: 32, minSpare: 2, maxSpare: 8, slots: 1, connections: 256 },
-      timeouts: { accept: 5000, start: 30000, stop: 30000, drain: 5000, heartbeat: 30000, connection: 0 },
+      timeouts: { accept: 5000, start: 30000, stop: 30000, drain: 5000, metrics: 1000, heartbeat: 30000, connection: 0 },
       tickInterval: 1000,
       plugins: [],
       defaultPlugins: true,
@@ -124,7 +124,7 @@ describe('pool options: every default and every refusal, word for word', () => {
       acceptChainChildren: 1,
       deferAccept: 3600,
       tickInterval: 10,
-      timeouts: { accept: 1, start: 1, stop: 0, drain: 0, heartbeat: 0, connection: 1 },
+      timeouts: { accept: 1, start: 1, stop: 0, drain: 0, metrics: 1000, heartbeat: 0, connection: 1 },
       overload: { strategy: 'abrupt', response: 'busy', retryAfter: 3 },
       logLevel: 'debug',
       env: { A: '1' },
@@ -147,7 +147,7 @@ describe('pool options: every default and every refusal, word for word', () => {
       { kind: 'systemd' },
     ]);
     expect(resolved).toMatchObject({ backlog: 65535, ordersPerWakeup: 1024, acceptChain: 0, acceptChainChildren: 1, deferAccept: 3600, tickInterval: 10, logLevel: 'debug', childStderr: 'inherit', defaultPlugins: false, uid: 0, gid: 0 });
-    expect(resolved.timeouts).toEqual({ accept: 1, start: 1, stop: 0, drain: 0, heartbeat: 0, connection: 1 });
+    expect(resolved.timeouts).toEqual({ accept: 1, start: 1, stop: 0, drain: 0, metrics: 1000, heartbeat: 0, connection: 1 });
     expect(resolved.overload).toEqual({ strategy: 'abrupt', response: 'busy', retryAfter: 3 });
     // Read once, here: the recycling plugin gets these, every default made explicit.
     expect(resolved.recycle).toEqual({ maxConnectionsPerChild: 5, jitter: 0, maxChildAge: 0, maxChildMemory: 0, idleChildTimeout: 0 });
@@ -208,7 +208,7 @@ describe('pool options: every default and every refusal, word for word', () => {
     ['children.minSpare above children.maxSpare', { ...minimal, children: { minSpare: 3, maxSpare: 2 } }, 'children.minSpare (3) must not exceed children.maxSpare (2)'],
     ['children.slots 0', { ...minimal, children: { slots: 0 } }, 'children.slots: expected an integer from 1 to 65535, got 0'],
     ['children.slots above 65535', { ...minimal, children: { slots: 65536 } }, 'children.slots: expected an integer from 1 to 65535, got 65536'],
-    ['an unknown timeouts key', { ...minimal, timeouts: { acept: 1 } }, 'timeouts.acept: unknown option (known: accept, start, stop, drain, heartbeat, connection)'],
+    ['an unknown timeouts key', { ...minimal, timeouts: { acept: 1 } }, 'timeouts.acept: unknown option (known: accept, start, stop, drain, metrics, heartbeat, connection)'],
     ['timeouts.accept 0', { ...minimal, timeouts: { accept: 0 } }, 'timeouts.accept: expected a positive integer, got 0'],
     ['timeouts.start 0', { ...minimal, timeouts: { start: 0 } }, 'timeouts.start: expected a positive integer, got 0'],
     ['timeouts.stop -1', { ...minimal, timeouts: { stop: -1 } }, 'timeouts.stop: expected a non-negative integer, got -1'],
