@@ -135,7 +135,7 @@ export function renderTop(report: StatusReport, previous: StatusReport | undefin
   const pool = report.pool;
   const changed = changedChildren(report, previous);
   const byState = STATES.map(([state, letter]) => `${letter} ${state} ${pool.children[state]}`).join(', ');
-  const queue = pool.acceptQueue ? `${pool.acceptQueue.length} of ${pool.acceptQueue.limit}` : 'unknown';
+  const queue = pool.acceptQueue ? `${pool.acceptQueue.length} (max ${pool.acceptQueue.max}) of ${pool.acceptQueue.limit}` : 'unknown';
   const lines: Segment[][] = [
     [titleLine(layout)],
     [`pool: pid ${pool.pid}, ${pool.state}${pool.ready ? ', ready' : ', not ready'}, generation ${pool.generation}, up ${durationText(pool.uptimeMs)}`],

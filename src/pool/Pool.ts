@@ -110,6 +110,7 @@ export class Pool {
       drainCheck: undefined,
       status: undefined,
       metrics: undefined,
+      acceptQueueMax: 0,
       exitReasons: { stopped: 0, killed: 0, crashed: 0, failed_start: 0 },
       counters: createCounters(),
       latency: new LatencyRecorder(),

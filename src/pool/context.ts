@@ -79,6 +79,8 @@ export interface PoolContext {
   status: StatusServer | undefined;
   /** `/metrics` of the status listener: kept after the listener closes, for stopping children's last reports. */
   metrics: PoolMetrics | undefined;
+  /** The longest accept queue a stats snapshot has seen. */
+  acceptQueueMax: number;
   /** Children that exited, by why (disjoint: see `prefork_child_exits_total`). */
   readonly exitReasons: Record<ExitReason, number>;
   readonly counters: Counters;

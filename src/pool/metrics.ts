@@ -110,6 +110,7 @@ export async function createPoolMetrics(ctx: PoolContext, timeoutMs: number): Pr
   define('prefork_accept_nothing_total', 'Accept orders answered "nothing" (another child or the client was faster).', 'counter', () => [one(stats.acceptNothing)]);
   define('prefork_accept_timeouts_total', 'Accept orders a child did not answer in time (it was killed).', 'counter', () => [one(stats.acceptTimeouts)]);
   define('prefork_listen_queue_length', 'Connections waiting in the listening socket\'s accept queue (the first TCP listener; absent where unknown).', 'gauge', () => (stats.acceptQueue ? [one(stats.acceptQueue.length)] : []));
+  define('prefork_listen_queue_max', 'The longest accept queue seen so far (sampled at every tick and every read of the stats).', 'gauge', () => (stats.acceptQueue ? [one(stats.acceptQueue.max)] : []));
   define('prefork_listen_queue_limit', 'The accept queue\'s limit (the backlog the kernel applies).', 'gauge', () => (stats.acceptQueue ? [one(stats.acceptQueue.limit)] : []));
   define('prefork_dispatch_latency_seconds', 'From a listener turning readable to the ordered child\'s answer (ordered accepts only).', 'histogram', () => {
     const { cumulative, sum, count } = ctx.latency.histogram();

@@ -46,8 +46,11 @@ export interface PoolStats {
     /** Total milliseconds spent overloaded (finished overloads only). */
     totalMs: number;
   };
-  /** Accept-queue of the first TCP listener (Linux), or null where the OS does not tell. */
-  acceptQueue: { length: number; limit: number } | null;
+  /**
+   * Accept-queue of the first TCP listener (Linux), or null where the OS does not tell: its length
+   * now, the longest seen (sampled at every tick and every stats read), and its limit.
+   */
+  acceptQueue: { length: number; max: number; limit: number } | null;
   /** Microseconds from "listening socket readable" to "child answered accepted", over the last samples. */
   dispatchLatencyUs: { p50: number; p99: number; max: number; samples: number };
   /** Children that exited so far, and how many of them before they were ready. */
@@ -133,7 +136,11 @@ export function snapshot(ctx: PoolContext): PoolStats {
   }
   let acceptQueue: PoolStats['acceptQueue'] = null;
   const tcp = ctx.listeners.find((listener) => listener.queueKnown && listener.state !== 'closed');
-  if (tcp) acceptQueue = native.acceptQueue(tcp.fd);
+  const queue = tcp ? native.acceptQueue(tcp.fd) : null;
+  if (queue) {
+    ctx.acceptQueueMax = Math.max(ctx.acceptQueueMax, queue.length);
+    acceptQueue = { length: queue.length, max: ctx.acceptQueueMax, limit: queue.limit };
+  }
   const c = ctx.counters;
   return {
     state: ctx.state,

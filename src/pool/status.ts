@@ -115,7 +115,7 @@ export function statusText(report: StatusReport): string {
   }
   const pool = report.pool;
   const byState = Object.entries(pool.children).map(([state, count]) => `${state} ${count}`).join(', ');
-  const queue = pool.acceptQueue ? `${pool.acceptQueue.length} of ${pool.acceptQueue.limit}` : 'unknown';
+  const queue = pool.acceptQueue ? `${pool.acceptQueue.length} now, ${pool.acceptQueue.max} at most, limit ${pool.acceptQueue.limit}` : 'unknown';
   lines.push(
     '',
     `pool: pid ${pool.pid}, ${pool.state}${pool.ready ? ', ready' : ', not ready'}, generation ${pool.generation}, up ${Math.round(pool.uptimeMs / 1000)} s`,

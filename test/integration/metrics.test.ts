@@ -85,8 +85,8 @@ describe('/metrics', () => {
     await send(pool, 13);
     await waitFor(pool.hooks.onParentTick as never, () => pool.stats().exits.total >= 2, 10_000);
     let text = (await get(pool.statusAddress()!, '/metrics')).body;
-    expect(sample(text, 'app_requests_total{path="/a"}')).toBe(13);
-    expect(sample(text, 'prefork_child_exits_total{reason="stopped"}')).toBeGreaterThanOrEqual(2);
+    expect(sample(text, 'app_requests_total{path="/a"}'), text).toBe(13);
+    expect(sample(text, 'prefork_child_exits_total{reason="stopped"}'), text).toBeGreaterThanOrEqual(2);
     // A child killed after a scrape: what it answered then stays in the sum.
     await send(pool, 2, '/b');
     text = (await get(pool.statusAddress()!, '/metrics')).body;

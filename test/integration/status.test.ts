@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isPreforkError } from '../../src/errors.js';
 import { fetchStatus, statusTarget } from '../../src/statusClient.js';
 import type { StatusReport } from '../../src/pool/status.js';
-import { command, startPool, stopPools, tempDir } from '../helpers.js';
+import { command, startPool, stopPools, target, tempDir, waitFor } from '../helpers.js';
 import { killServers, project, requireBuild, runCli, Server, WHO_HANDLER } from './cli/cli-helpers.js';
 import { freePort } from './protocols/nginx.js';
 
@@ -61,6 +61,23 @@ describe('the status listener', () => {
     expect(await get(address, '/ready')).toEqual({ status: 200, body: 'ready\n' });
     expect((await get(address, '/other')).status).toBe(404);
     for (const { socket } of held) socket.destroy();
+  });
+
+  it('reports the backlog now, the longest seen and its limit: a queue that built while every child was busy stays in the max', async () => {
+    const pool = await startPool({ children: { start: 1, min: 1, max: 1, minSpare: 0 }, status: { listen: '127.0.0.1:0' } });
+    const address = pool.statusAddress()!;
+    const held = await command(pool, 'hold');
+    const waiting = [0, 1, 2].map(() => net.connect(target(pool)));
+    for (const socket of waiting) socket.on('error', () => {});
+    await Promise.all(waiting.map((socket) => new Promise((resolve) => socket.once('connect', resolve))));
+    const during = JSON.parse((await get(address, '/status?json')).body) as StatusReport;
+    expect(during.pool.acceptQueue).toEqual({ length: 3, max: 3, limit: 511 });
+    expect((await get(address, '/status')).body).toContain('backlog: 3 now, 3 at most, limit 511;');
+    for (const socket of waiting) socket.destroy();
+    held.socket.write('release');
+    await waitFor(pool.hooks.onConnectionDone as never, () => pool.stats().connections.served >= 4, 5000);
+    const after = JSON.parse((await get(address, '/status?json')).body) as StatusReport;
+    expect(after.pool.acceptQueue).toEqual({ length: 0, max: 3, limit: 511 });
   });
 
   it('/ready answers 503 from the start of a stop, while the stop waits for a busy child, and the listener goes with the pool', async () => {

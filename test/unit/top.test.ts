@@ -24,7 +24,7 @@ function report(children: ChildStatus[], uptimeMs = 10_000, accepted = 0, pid = 
       acceptTimeouts: 0,
       spuriousWakeups: 0,
       overload: { events: 2, active: false, totalMs: 0 },
-      acceptQueue: { length: 3, limit: 511 },
+      acceptQueue: { length: 3, max: 9, limit: 511 },
       dispatchLatencyUs: { p50: 41, p99: 230, max: 900, samples: 10 },
       exits: { total: 0, failedStarts: 0, crashes: 0 },
       invalidFrames: 0,
@@ -79,7 +79,7 @@ describe('the top screen', () => {
     expect(lines[0]).toMatch(/^prefork top: 127\.0\.0\.1:9740, every 1000 ms \(q quits\)\s+\d\d:\d\d:\d\d$/);
     expect(lines[1]).toBe('pool: pid 100, running, ready, generation 1, up 10s');
     expect(lines[2]).toBe('children: 3 (S starting 0, _ idle 1, A accepting 0, B busy 1, G stopping 1)');
-    expect(lines[4]).toBe('backlog: 3 of 511; overload: no (2 so far); dispatch: p50 41 µs, p99 230 µs');
+    expect(lines[4]).toBe('backlog: 3 (max 9) of 511; overload: no (2 so far); dispatch: p50 41 µs, p99 230 µs');
     expect(lines.slice(7).map((line) => Number(line.trim().split(/\s+/)[1]))).toEqual([305, 301, 309]);
     expect(lineOf(screen, 305)).toMatch(/\s305\s+1 B\s+1\/1\s+3\s+2\s+1m05s\s+-\s+45\.5\s+0\.25$/);
     expect(lineOf(screen, 301)).toMatch(/\s301\s+1 _\s+0\/1\s+3\s+2\s+1m05s\s+4s\s/);
