@@ -1,11 +1,11 @@
 import net from 'node:net';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isPreforkError } from '../../src/errors.js';
 import { fetchStatus, statusTarget } from '../../src/statusClient.js';
 import type { StatusReport } from '../../src/pool/status.js';
-import { command, startPool, stopPools, target, tempDir, waitFor } from '../helpers.js';
+import { command, fixture, startPool, stopPools, target, tempDir, waitFor } from '../helpers.js';
 import { killServers, project, requireBuild, runCli, Server, WHO_HANDLER } from './cli/cli-helpers.js';
 import { freePort } from './protocols/nginx.js';
 
@@ -80,17 +80,30 @@ describe('the status listener', () => {
     expect(after.pool.acceptQueue).toEqual({ length: 0, max: 3, limit: 511 });
   });
 
-  it('/ready answers 503 from the start of a stop, while the stop waits for a busy child, and the listener goes with the pool', async () => {
+  it('/ready answers 503 from the start of a stop, while the listening socket is still there and its queue drains, and the listener goes with the pool', async () => {
     const pool = await startPool({ children: { start: 1, min: 1, max: 1, minSpare: 0 }, status: { listen: '127.0.0.1:0' } });
     const address = pool.statusAddress()!;
     const held = await command(pool, 'hold');
+    // A second client waits in the backlog behind the busy child: the stop's drain keeps the
+    // listener for it.
+    const queued = net.connect(target(pool));
+    queued.on('error', () => {});
+    await new Promise((resolve) => queued.once('connect', resolve));
+    const answered = new Promise<string>((resolve) => queued.once('data', (chunk: Buffer) => resolve(chunk.toString('utf8'))));
+    queued.write('who\n');
     const stopping = pool.stop('test');
     const ready = await get(address, '/ready');
     expect(ready.status).toBe(503);
     expect(ready.body).toBe('not ready: stopping\n');
-    expect(JSON.parse((await get(address, '/status?json')).body).pool).toMatchObject({ state: 'stopping', ready: false });
+    expect(JSON.parse((await get(address, '/status?json')).body).pool).toMatchObject({ state: 'stopping', ready: false, acceptQueue: { length: 1 } });
+    // Still bound and listening (LISTEN, 0A, in /proc/net/tcp).
+    const hexPort = pool.addresses()[0]!.port!.toString(16).toUpperCase().padStart(4, '0');
+    const listening = readFileSync('/proc/net/tcp', 'utf8').split('\n').some((line) => line.split(/\s+/)[2]?.endsWith(`:${hexPort}`) && line.split(/\s+/)[4] === '0A');
+    expect(listening).toBe(true);
     held.socket.write('release');
+    expect(await answered).toMatch(/^1 \d+\n$/);
     await stopping;
+    queued.destroy();
     await expect(get(address, '/ready')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   });
 
