@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestSlots, Reservation } from './slots.js';
 
@@ -45,6 +46,15 @@ export type ConnectionHandler = (socket: Socket, ctx: ChildContext) => void | Pr
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse, ctx: ChildContext) => void | Promise<void>;
 
 /**
+ * An HTTP handler's entry point for a connection that leaves HTTP: Node's server `'upgrade'` (a
+ * request with `Upgrade`, such as a WebSocket handshake) and `'connect'` (a `CONNECT` request)
+ * listeners take the same arguments. `socket` is the connection (a `net.Socket`), `head` the bytes that
+ * came after the request's headers. The connection is finished, and its slot free again, once
+ * the socket has closed and the returned promise (if any) has settled.
+ */
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, ctx: ChildContext) => void | Promise<void>;
+
+/**
  * The module named by the `handler` option. It is loaded once per child.
  * `connection` serves the raw protocol, `request` the HTTP and SCGI protocols.
  */
@@ -57,6 +67,10 @@ export interface HandlerModule {
   connection?: ConnectionHandler;
   /** HTTP / SCGI protocols: one call per request. */
   request?: RequestHandler;
+  /** HTTP protocol: one call per request asking for an upgrade (`Upgrade`); without it such requests are refused with 501. */
+  upgrade?: UpgradeHandler;
+  /** HTTP protocol: one call per `CONNECT` request; without it they are refused with 501. */
+  connect?: UpgradeHandler;
 }
 
 /** Reports an error from a handler to the parent (it reaches the `onChildError` hook). */

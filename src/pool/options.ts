@@ -7,6 +7,7 @@ import type { PoolPlugin } from './hooks.js';
 import { checkKeys, describe, integer, invalid, milliseconds, object, sectionScope } from './optionChecks.js';
 import { resolveOverloadOptions, resolveRecycleSection, resolveSpawningBounds, SPAWNING_DEFAULTS, type OverloadOptions, type RecycleOptions, type ResolvedRecycleOptions, type SpawningBounds } from './policyOptions.js';
 import { checkProtocolOptions } from '../protocols/index.js';
+import { didYouMean } from '../config/suggest.js';
 
 /**
  * Where to listen. Strings: `"host:port"`, `"[::1]:port"`, `":port"` (all IPv4 interfaces),
@@ -237,6 +238,28 @@ function resolveStatus(status: unknown): ListenTarget | undefined {
 
 const STATUS_KEYS: ReadonlySet<string> = new Set(['listen']);
 
+/**
+ * The keys of a listener object, by the kind of address it gives. A key of another kind is
+ * refused too (`{ path, port }` is not a socket that listens twice). Per-listener settings to
+ * come (a `tls` section) join the sets of the kinds they apply to.
+ */
+const LISTENER_KEYS: Readonly<Record<ListenTarget['kind'], readonly string[]>> = Object.freeze({
+  tcp: ['host', 'port'],
+  unix: ['path', 'mode'],
+  fd: ['fd'],
+  systemd: ['systemd'],
+});
+
+/** Refuses a key of a listener object that its kind (or, with none, every kind) does not have, as unknown keys are refused at every level. */
+function checkListenerKeys(key: string, spec: object, kind: ListenTarget['kind'] | undefined): void {
+  const known = kind === undefined ? Object.values(LISTENER_KEYS).flat() : LISTENER_KEYS[kind];
+  for (const name of Object.keys(spec)) {
+    if (!known.includes(name)) {
+      throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${key}.${name}: unknown option${didYouMean(name, known)} (known: ${known.join(', ')})`);
+    }
+  }
+}
+
 /** Parses one listen address. Throws PREFORK_ERR_OPTION_INVALID naming `key` on anything else. */
 export function parseListen(spec: ListenSpec, key = 'listen'): ListenTarget {
   if (typeof spec === 'string') {
@@ -260,9 +283,16 @@ export function parseListen(spec: ListenSpec, key = 'listen'): ListenTarget {
     return { kind: 'tcp', host: host === 'localhost' ? '127.0.0.1' : host, port };
   }
   if (spec && typeof spec === 'object') {
-    if ('systemd' in spec && spec.systemd === true) return { kind: 'systemd' };
-    if ('fd' in spec) return { kind: 'fd', fd: integer(`${key}.fd`, spec.fd, 0, 0) };
+    if ('systemd' in spec && spec.systemd === true) {
+      checkListenerKeys(key, spec, 'systemd');
+      return { kind: 'systemd' };
+    }
+    if ('fd' in spec) {
+      checkListenerKeys(key, spec, 'fd');
+      return { kind: 'fd', fd: integer(`${key}.fd`, spec.fd, 0, 0) };
+    }
     if ('path' in spec) {
+      checkListenerKeys(key, spec, 'unix');
       if (typeof spec.path !== 'string' || !spec.path) throw invalid(`${key}.path`, 'a socket path', spec.path);
       let mode: number | undefined;
       if (spec.mode !== undefined) {
@@ -273,11 +303,14 @@ export function parseListen(spec: ListenSpec, key = 'listen'): ListenTarget {
       return { kind: 'unix', path: resolve(spec.path), mode };
     }
     if ('port' in spec) {
+      checkListenerKeys(key, spec, 'tcp');
       const port = integer(`${key}.port`, spec.port, 0, 0, 65535);
       const host = spec.host ?? '0.0.0.0';
       if (typeof host !== 'string') throw invalid(`${key}.host`, 'an IP address', host);
       return { kind: 'tcp', host: host === 'localhost' ? '127.0.0.1' : host, port };
     }
+    // No kind's key is there: a misspelt one (`prot`) is named rather than the whole object.
+    checkListenerKeys(key, spec, undefined);
   }
   throw invalid(key, 'a listen address ("127.0.0.1:8080", "unix:/run/app.sock", { port }, { path }, { fd })', spec);
 }

@@ -1,10 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { PreforkError } from '../errors.js';
 import { describe, MAX_TIMER_MS, TIMER_LIMIT } from '../pool/optionChecks.js';
 import type { Reservation } from '../child/slots.js';
 import { bodyBuffered, bodyExpected, enterPhase, enterSend, expiredPhase, newTransfer, type TransferLimits, type TransferState } from './httpLimits.js';
-import type { ProtocolFactory } from '../child/types.js';
+import type { ProtocolFactory, UpgradeHandler } from '../child/types.js';
 
 /**
  * Options of the `http` protocol (the `http` section of the configuration). Every timeout is in
@@ -140,6 +141,23 @@ const HEADERS_TIMEOUT_DEFAULT = 20_000;
 const REQUEST_TIMEOUT_ANSWER = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 
 /**
+ * What a request to leave HTTP (`Upgrade`, `CONNECT`) gets when the handler exports no entry
+ * point for it. Node would hand an upgrade request to the request handler as a plain request
+ * (which then answers it as one, 200 and all) and drop a CONNECT without a word; a refusal tells
+ * the client the protocol switch is not there.
+ */
+const NOT_IMPLEMENTED_ANSWER = 'HTTP/1.1 501 Not Implemented\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
+
+/**
+ * What a request to leave HTTP gets on a stopping child: an upgraded connection would keep the
+ * child until `timeouts.stop`, so the client is sent to try again (on another child).
+ */
+const STOPPING_ANSWER = 'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
+
+/** How long a refused upgrade's connection is left to its client to close before it is destroyed. */
+const REFUSAL_LINGER_MS = 1000;
+
+/**
  * With `keepAliveTimeout: 0` (idle connections never time out), how long a stopping child leaves
  * its idle keep-alive connections to their clients before it closes them.
  */
@@ -215,6 +233,11 @@ interface HttpConnection {
   handling: boolean;
   /** A transfer limit closed it: no handler call starts on it any more. */
   cut: boolean;
+  /**
+   * It left HTTP (an upgrade or CONNECT): from then on it is the `upgrade` or `connect` export's
+   * until it closes, holding a slot, out of reach of the transfer limits and never parked.
+   */
+  upgraded: boolean;
 }
 
 /**
@@ -229,6 +252,12 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
       'PREFORK_ERR_HANDLER_INVALID',
       `protocol "${PROTOCOL_NAME}" needs the handler module to export a function \`request(req, res, ctx)\``,
     );
+  }
+  const leaving = { upgrade: handler.upgrade, connect: handler.connect };
+  for (const [name, entry] of Object.entries(leaving)) {
+    if (entry !== undefined && typeof entry !== 'function') {
+      throw new PreforkError('PREFORK_ERR_HANDLER_INVALID', `protocol "${PROTOCOL_NAME}": the handler's \`${name}\` export must be a function \`${name}(req, socket, head, ctx)\`, got ${describe(entry)}`);
+    }
   }
   const settings = readHttpOptions(options);
   const limits: TransferLimits = { headersTimeout: settings.headersTimeout, bodyTimeout: settings.bodyTimeout, sendTimeout: settings.sendTimeout, minDataRate: settings.minDataRate };
@@ -349,7 +378,7 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
   setInterval(() => {
     const now = Date.now();
     for (const [socket, connection] of connections) {
-      if (connection.cut) continue;
+      if (connection.cut || connection.upgraded) continue;
       const expired = expiredPhase(connection.transfer, socket, limits, now);
       if (expired === undefined) continue;
       connection.cut = true;
@@ -373,9 +402,79 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
     return call;
   };
 
+  /** Calls `upgrade` or `connect`; a throw or rejection is reported and cuts the connection (nothing else can say it failed). */
+  const runLeaving = (kind: keyof typeof leaving, entry: UpgradeHandler, connection: HttpConnection, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+    const fail = (error: unknown) => {
+      reportError(error, kind);
+      socket.destroy();
+    };
+    let call: Promise<void>;
+    try {
+      call = Promise.resolve(entry(req, socket, head, ctx)).then(() => undefined, fail);
+    } catch (error) {
+      fail(error);
+      call = Promise.resolve();
+    }
+    connection.calls.add(call);
+    void call.then(() => connection.calls.delete(call));
+    return call;
+  };
+
+  /**
+   * A request that leaves HTTP: Node has detached its parser from the socket, so Node's own
+   * timers and closeIdleConnections() no longer see it. It takes a slot as a request does and
+   * keeps it until the socket closes (a WebSocket holds its slot while open).
+   */
+  const leave = (kind: keyof typeof leaving) => (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    // Node removed its own error listener with the parser: a reset on a socket nobody watches
+    // would be an uncaught 'error' and take the child down with every other connection.
+    socket.on('error', () => {});
+    // `socket` is the connection's socket, or a stream over it while a request body is still
+    // arriving (newer Node versions): the connection is known by the request's socket.
+    const connection = connections.get(req.socket);
+    if (!connection) {
+      socket.destroy();
+      return;
+    }
+    connection.requests += 1;
+    connection.upgraded = true;
+    enterPhase(connection.transfer, req.socket, 'handler', Date.now());
+    const reservation = connection.reservation;
+    connection.reservation = undefined;
+    const entry = leaving[kind];
+    if (entry === undefined || stopping) {
+      reservation?.cancel();
+      // Read (and drop) what comes, so that the client's close is seen and closes this side.
+      socket.resume();
+      socket.end(entry === undefined ? NOT_IMPLEMENTED_ANSWER : STOPPING_ANSWER);
+      setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
+      return;
+    }
+    if (!slots) {
+      void runLeaving(kind, entry, connection, req, socket, head);
+      return;
+    }
+    const start = () => {
+      if (socket.destroyed) {
+        slots.release(false);
+        return;
+      }
+      const call = runLeaving(kind, entry, connection, req, socket, head);
+      // Closing, not parked: the slot goes back without a FREE report, as a closing connection's
+      // does, and before handle() resolves, so the parent never sees the connection done first.
+      const held = Promise.all([whenClosed(req.socket), call]).then(() => slots.release(false));
+      connection.calls.add(held);
+      void held.then(() => connection.calls.delete(held));
+    };
+    if (reservation?.take()) start();
+    else slots.acquire(start);
+  };
+  server.on('upgrade', leave('upgrade'));
+  server.on('connect', leave('connect'));
+
   return {
     handle(socket, reservation) {
-      const connection: HttpConnection = { calls: new Set(), responses: new Set(), requests: 0, reservation, transfer: newTransfer(socket, Date.now()), handling: false, cut: false };
+      const connection: HttpConnection = { calls: new Set(), responses: new Set(), requests: 0, reservation, transfer: newTransfer(socket, Date.now()), handling: false, cut: false, upgraded: false };
       connections.set(socket, connection);
       const closed = whenClosed(socket).then(() => {
         // Closed before its first request: the reserved slot goes back.
@@ -398,7 +497,8 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
       // reset it, a loss the client cannot retry safely for a POST. It ends as it would outside a
       // stop, when the client closes it or keepAliveTimeout runs out, or with its next request,
       // answered with Connection: close. One that has not sent its first request yet is left to
-      // do so the same way, or to hit headersTimeout.
+      // do so the same way, or to hit headersTimeout. An upgraded connection (a WebSocket) is not
+      // HTTP any more: it ends when its peer closes it, or with the child at timeouts.stop.
       for (const connection of connections.values()) {
         // Only the newest response may close the connection: one pipelined behind it would be lost.
         let newest: ServerResponse | undefined;

@@ -164,6 +164,21 @@ const cases: Case[] = [
     message: 'command line: --children: expected a non-negative integer, got "ten"',
   },
   {
+    name: 'an unknown key in a listener object',
+    files: { 'prefork.config.json': { ...VALID, listen: [{ host: '127.0.0.1', port: 9740, bogus: 1 }] } },
+    message: 'prefork.config.json: listen[0].bogus: unknown option (known: host, port)',
+  },
+  {
+    name: 'a misspelt key in a Unix listener object, with a hint',
+    files: { 'prefork.config.json': { ...VALID, listen: { path: './app.sock', mod: '660' } } },
+    message: 'prefork.config.json: listen.mod: unknown option; did you mean "mode"? (known: path, mode)',
+  },
+  {
+    name: 'an unknown key in the status listener object',
+    files: { 'prefork.config.json': { ...VALID, status: { listen: { host: '127.0.0.1', port: 9740, bogus: 1 } } } },
+    message: 'prefork.config.json: status.listen.bogus: unknown option (known: host, port)',
+  },
+  {
     name: 'a bad --listen, named as the command line\'s',
     files: { 'prefork.config.json': VALID },
     args: ['--listen', '127.0.0.1:99999'],

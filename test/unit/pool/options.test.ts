@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { isPreforkError } from '../../../src/errors.js';
 import { createLogger, levelGate } from '../../../src/logger.js';
 import { parseListen, resolvePoolOptions, type PoolOptions } from '../../../src/pool/options.js';
+import { Pool } from '../../../index.js';
 
 const base = { handler: '/srv/app.js', listen: '127.0.0.1:8080' };
 
@@ -36,6 +37,17 @@ describe('pool options', () => {
     expect(message({ listen: ['127.0.0.1:1', '1.2.3.4:70000'] })).toMatch(/^listen\[1\]: expected a port from 0 to 65535, got "1.2.3.4:70000"/);
     expect(message({ listen: { path: '/x', mode: 'rw' } })).toMatch(/^listen.mode: expected a file mode/);
     expect(message({ listen: [] })).toMatch(/^listen: expected at least one address/);
+  });
+
+  it('new Pool refuses a listener object with an unknown key, as PREFORK_ERR_OPTION_INVALID naming it', () => {
+    const options = { handler: '/srv/app.js', listen: [{ host: '127.0.0.1', port: 9740, bogus: 1 }] } as unknown as PoolOptions;
+    let caught: unknown;
+    try {
+      new Pool(options);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toMatchObject({ code: 'PREFORK_ERR_OPTION_INVALID', message: 'listen[0].bogus: unknown option (known: host, port)' });
   });
 
   it('names the key path, the expectation and the value of a wrong type', () => {
@@ -187,6 +199,13 @@ describe('pool options: every default and every refusal, word for word', () => {
     ['a mode of another type', { ...minimal, listen: { path: '/s', mode: true } }, 'listen.mode: expected a file mode such as "660" or 0o660, got true'],
     ['an object port above 65535', { ...minimal, listen: { port: 65536 } }, 'listen.port: expected an integer from 0 to 65535, got 65536'],
     ['a host that is not a string', { ...minimal, listen: { port: 1, host: 5 } }, 'listen.host: expected an IP address, got 5'],
+    ['an unknown key in a TCP listener object', { ...minimal, listen: [{ host: '127.0.0.1', port: 9740, bogus: 1 }] }, 'listen[0].bogus: unknown option (known: host, port)'],
+    ['a misspelt key in a TCP listener object, with a hint', { ...minimal, listen: { port: 1, hst: '::1' } }, 'listen.hst: unknown option; did you mean "host"? (known: host, port)'],
+    ['a misspelt kind key in a listener object, with a hint', { ...minimal, listen: { host: '::1', pot: 1 } }, 'listen.pot: unknown option; did you mean "port"? (known: host, port, path, mode, fd, systemd)'],
+    ['a key of another kind in a Unix listener object', { ...minimal, listen: { path: '/s', port: 1 } }, 'listen.port: unknown option (known: path, mode)'],
+    ['an unknown key in an fd listener object', { ...minimal, listen: { fd: 3, mode: '660' } }, 'listen.mode: unknown option (known: fd)'],
+    ['an unknown key in a systemd listener object', { ...minimal, listen: [':1', { systemd: true, names: ['web'] }] }, 'listen[1].names: unknown option (known: systemd)'],
+    ['an unknown key in the status listener object', { ...minimal, status: { listen: { host: '127.0.0.1', port: 9740, bogus: 1 } } }, 'status.listen.bogus: unknown option (known: host, port)'],
     ['a negative fd', { ...minimal, listen: { fd: -1 } }, 'listen.fd: expected a non-negative integer, got -1'],
     ['fd: without a number', { ...minimal, listen: 'fd:x' }, 'listen: expected "fd:N" with N a non-negative integer, got "fd:x"'],
     ['systemd: false', { ...minimal, listen: { systemd: false } }, 'listen: expected a listen address ("127.0.0.1:8080", "unix:/run/app.sock", { port }, { path }, { fd }), got {"systemd":false}'],

@@ -5,6 +5,9 @@ import { createHttpProtocol, type HttpOptions } from '../../../src/protocols/htt
 import { protocolFactory, PROTOCOLS } from '../../../src/protocols/index.js';
 import type { HandlerModule, ProtocolAdapter } from '../../../src/child/types.js';
 import { connectClient, deferred, fakeChild, startFront, type Front } from './helpers.js';
+import { RequestSlots } from '../../../src/child/slots.js';
+import { PAGE } from '../../../src/channel/page.js';
+import type { Duplex } from 'node:stream';
 
 const fronts: Front[] = [];
 const agents: Agent[] = [];
@@ -15,13 +18,14 @@ afterEach(async () => {
 });
 
 /** An adapter for the handler, behind a loopback front that imitates the child runtime. */
-async function serve(handler: HandlerModule, options: HttpOptions = {}) {
+async function serve(handler: HandlerModule, options: HttpOptions = {}, slots?: RequestSlots) {
   const child = fakeChild();
   const adapter: ProtocolAdapter = createHttpProtocol({
     handler,
     ctx: child.ctx,
     options,
     reportError: (error, where) => child.errors.push({ error, where }),
+    ...(slots ? { slots } : {}),
   });
   const front = await startFront(adapter);
   fronts.push(front);
@@ -472,4 +476,121 @@ describe('http protocol: connection lifetime', () => {
     await client.closed;
     expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(4_900);
   }, 15_000);
+});
+
+/** An upgrade (or connect) export that switches to a byte echo. */
+function echoUpgrade(_req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n');
+  if (head.length > 0) socket.write(head);
+  socket.pipe(socket);
+}
+
+const UPGRADE = 'GET /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n';
+
+/** Request slots as the child has them, on a page of its own: `busy()` reads the count the parent would see. */
+function pageSlots(size: number): { slots: RequestSlots; busy: () => number } {
+  const page = new Int32Array(new SharedArrayBuffer(64));
+  return { slots: new RequestSlots(size, page, () => {}, () => {}), busy: () => Atomics.load(page, PAGE.BUSY) };
+}
+
+describe('http protocol: upgrades and CONNECT', () => {
+  it('refuses an upgrade or connect export that is not a function, naming it', () => {
+    for (const name of ['upgrade', 'connect']) {
+      const { ctx } = fakeChild();
+      expect(() => createHttpProtocol({ handler: { request() {}, [name]: 'yes' }, ctx, options: {}, reportError() {} })).toThrow(
+        new RegExp(`the handler's \`${name}\` export must be a function`),
+      );
+    }
+  });
+
+  it('answers an upgrade request 501 and closes when the handler has no upgrade export, without calling request', async () => {
+    let requests = 0;
+    const { front } = await serve({ request: (_req, res) => void (requests++, res.end('plain')) });
+    const client = await connectClient(front.port);
+    client.socket.write(UPGRADE);
+    const text = await client.closed;
+    expect(text.split('\r\n')[0]).toBe('HTTP/1.1 501 Not Implemented');
+    expect(requests).toBe(0);
+    await (await front.nextHandled()).done;
+  });
+
+  it('answers a CONNECT 501 and closes when the handler has no connect export, even with an upgrade export', async () => {
+    const { front } = await serve({ request: (_req, res) => void res.end(), upgrade: echoUpgrade });
+    const client = await connectClient(front.port);
+    client.socket.write('CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n');
+    expect((await client.closed).split('\r\n')[0]).toBe('HTTP/1.1 501 Not Implemented');
+  });
+
+  it('hands the upgraded socket and the bytes after the request to the export, and resolves handle() only once that socket closes', async () => {
+    const { front } = await serve({ request: (_req, res) => void res.end(), upgrade: echoUpgrade });
+    const client = await connectClient(front.port);
+    client.socket.write(`${UPGRADE}early`);
+    await client.until((text) => text.endsWith('\r\n\r\nearly'));
+    client.socket.write(' late');
+    await client.until((text) => text.endsWith('early late'));
+    const handled = await front.nextHandled();
+    expect(handled.resolved).toBe(false);
+    client.socket.end();
+    await handled.done;
+  });
+
+  it('keeps a slot for an upgraded connection until its socket closes: a request on another connection waits for it', async () => {
+    const { slots, busy } = pageSlots(1);
+    const { front } = await serve({ request: (_req, res) => void res.end('plain'), upgrade: echoUpgrade }, {}, slots);
+    const upgraded = await connectClient(front.port);
+    upgraded.socket.write(UPGRADE);
+    await upgraded.until((text) => text.includes('101 Switching Protocols'));
+    expect(busy()).toBe(1);
+    const other = await connectClient(front.port);
+    other.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    // The request waits for the slot: the upgraded connection still echoes, and nothing has been answered.
+    upgraded.socket.write('ping');
+    await upgraded.until((text) => text.endsWith('ping'));
+    expect(other.received()).toBe('');
+    upgraded.socket.end();
+    await other.until((text) => text.endsWith('plain'));
+    await upgraded.closed;
+  });
+
+  it('leaves an upgraded connection out of the transfer limits: a silent one outlives headersTimeout, sendTimeout and keepAliveTimeout', async () => {
+    const { front } = await serve({ request: (_req, res) => void res.end(), upgrade: echoUpgrade }, { headersTimeout: 100, bodyTimeout: 100, sendTimeout: 100, keepAliveTimeout: 100, minDataRate: 0 });
+    const client = await connectClient(front.port);
+    client.socket.write(UPGRADE);
+    await client.until((text) => text.includes('101 Switching Protocols'));
+    // Nothing signals a limit that did not fire: wait out several of them (the sweep runs every 50 ms here).
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    client.socket.write('still open');
+    await client.until((text) => text.endsWith('still open'));
+    client.socket.end();
+    await client.closed;
+  });
+
+  it('stop() leaves an upgraded connection open and answers a new upgrade 503', async () => {
+    const { front, adapter } = await serve({ request: (_req, res) => void res.end(), upgrade: echoUpgrade });
+    const upgraded = await connectClient(front.port);
+    upgraded.socket.write(UPGRADE);
+    await upgraded.until((text) => text.includes('101 Switching Protocols'));
+    const handled = await front.nextHandled();
+    adapter.stop?.();
+    upgraded.socket.write('after stop');
+    await upgraded.until((text) => text.endsWith('after stop'));
+    const late = await connectClient(front.port);
+    late.socket.write(UPGRADE);
+    expect((await late.closed).split('\r\n')[0]).toBe('HTTP/1.1 503 Service Unavailable');
+    expect(handled.resolved).toBe(false);
+    upgraded.socket.end();
+    await handled.done;
+  });
+
+  it('reports an upgrade export that throws, destroys its socket and frees its slot', async () => {
+    const { slots, busy } = pageSlots(1);
+    const { front, errors } = await serve({ request: (_req, res) => void res.end(), upgrade: () => Promise.reject(new Error('no')) }, {}, slots);
+    const client = await connectClient(front.port);
+    client.socket.write(UPGRADE);
+    expect(await client.closed).toBe('');
+    await (await front.nextHandled()).done;
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ where: 'upgrade' });
+    expect(busy()).toBe(0);
+  });
 });

@@ -1,0 +1,12 @@
+// The part of `ws` that the tests use: the package ships no types, and @types/ws would be a second
+// new devDependency for four members.
+declare module 'ws' {
+  import { EventEmitter } from 'node:events';
+
+  export class WebSocket extends EventEmitter {
+    constructor(address: string);
+    readonly readyState: number;
+    send(data: string | Buffer): void;
+    close(code?: number, reason?: string): void;
+  }
+}
