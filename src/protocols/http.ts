@@ -141,10 +141,10 @@ const HEADERS_TIMEOUT_DEFAULT = 20_000;
 const REQUEST_TIMEOUT_ANSWER = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 
 /**
- * What a request to leave HTTP (`Upgrade`, `CONNECT`) gets when the handler exports no entry
- * point for it. Node would hand an upgrade request to the request handler as a plain request
- * (which then answers it as one, 200 and all) and drop a CONNECT without a word; a refusal tells
- * the client the protocol switch is not there.
+ * What a CONNECT gets when the handler exports no `connect` (Node would drop it without a word),
+ * and, as a 501 from the request listener, a WebSocket upgrade when it exports no `upgrade`
+ * (Node would hand it to the request handler, which would answer it as a plain request): a
+ * refusal tells the client the protocol switch is not there.
  */
 const NOT_IMPLEMENTED_ANSWER = 'HTTP/1.1 501 Not Implemented\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
 
@@ -254,6 +254,7 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
     );
   }
   const leaving = { upgrade: handler.upgrade, connect: handler.connect };
+  const refusesWebSocket = leaving.upgrade === undefined;
   for (const [name, entry] of Object.entries(leaving)) {
     if (entry !== undefined && typeof entry !== 'function') {
       throw new PreforkError('PREFORK_ERR_HANDLER_INVALID', `protocol "${PROTOCOL_NAME}": the handler's \`${name}\` export must be a function \`${name}(req, socket, head, ctx)\`, got ${describe(entry)}`);
@@ -308,6 +309,18 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
     const connection = connections.get(req.socket);
     if (!connection) return; // Not one of ours: cannot happen, the server is private.
     connection.requests += 1;
+    // Without an `upgrade` export Node hands an upgrade request to this listener as a plain one.
+    // A WebSocket handshake must not get a plain answer (a 200 the client cannot use): it is
+    // refused. Other upgrades (curl --http2's `Upgrade: h2c`) are optional for the server, and
+    // are answered as the plain requests they also are.
+    if (refusesWebSocket && isWebSocketUpgrade(req)) {
+      connection.reservation?.cancel();
+      connection.reservation = undefined;
+      res.shouldKeepAlive = false;
+      res.writeHead(501, { 'content-length': 0 });
+      res.end();
+      return;
+    }
     const limit = settings.maxRequestsPerConnection;
     // Node announces `Connection: close` on the last allowed request but leaves the socket open for
     // the client to close; saying it through shouldKeepAlive makes the server close it as well.
@@ -469,7 +482,7 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
     if (reservation?.take()) start();
     else slots.acquire(start);
   };
-  server.on('upgrade', leave('upgrade'));
+  if (leaving.upgrade) server.on('upgrade', leave('upgrade'));
   server.on('connect', leave('connect'));
 
   return {
@@ -511,6 +524,13 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
     },
   };
 };
+
+/** Whether a request asks to switch to WebSocket (`Connection: upgrade`, `Upgrade: websocket`). */
+function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  const upgrade = req.headers.upgrade;
+  if (upgrade === undefined || !/(^|,)\s*upgrade\s*(,|$)/i.test(String(req.headers.connection ?? ''))) return false;
+  return /(^|,)\s*websocket\s*(,|$)/i.test(upgrade);
+}
 
 /** Resolves once the socket has emitted 'close' (at once if it already has). */
 export function whenClosed(socket: Socket): Promise<void> {

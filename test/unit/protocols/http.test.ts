@@ -503,11 +503,24 @@ describe('http protocol: upgrades and CONNECT', () => {
     }
   });
 
-  it('answers an upgrade request 501 and closes when the handler has no upgrade export, without calling request', async () => {
+  it('answers a plain upgrade the handler cannot take (h2c, as curl --http2 sends) as the plain request it also is', async () => {
     let requests = 0;
     const { front } = await serve({ request: (_req, res) => void (requests++, res.end('plain')) });
     const client = await connectClient(front.port);
-    client.socket.write(UPGRADE);
+    client.socket.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n');
+    client.socket.end();
+    const text = await client.closed;
+    expect(text.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+    expect(text.endsWith('plain')).toBe(true);
+    expect(requests).toBe(1);
+    await (await front.nextHandled()).done;
+  });
+
+  it('answers a WebSocket upgrade request 501 and closes when the handler has no upgrade export, without calling request', async () => {
+    let requests = 0;
+    const { front } = await serve({ request: (_req, res) => void (requests++, res.end('plain')) });
+    const client = await connectClient(front.port);
+    client.socket.write(UPGRADE.replace('Upgrade: echo', 'Upgrade: websocket'));
     const text = await client.closed;
     expect(text.split('\r\n')[0]).toBe('HTTP/1.1 501 Not Implemented');
     expect(requests).toBe(0);
