@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { PreforkError } from '../errors.js';
 import { describe, MAX_TIMER_MS, TIMER_LIMIT } from '../pool/optionChecks.js';
 import type { Reservation } from '../child/slots.js';
@@ -215,6 +216,8 @@ interface HttpConnection {
   handling: boolean;
   /** A transfer limit closed it: no handler call starts on it any more. */
   cut: boolean;
+  /** A TLS connection whose handshake has not finished: nothing can be said on it, only closed. */
+  handshaking: boolean;
 }
 
 /**
@@ -356,7 +359,7 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
       if (expired === 'send') {
         // A reset, not a close: what the kernel still holds for the client is dropped too.
         socket.resetAndDestroy();
-      } else if (connection.handling) {
+      } else if (connection.handling || connection.handshaking) {
         socket.destroy();
       } else {
         // Nothing was sent on it yet: say why, as Node does for its own header limit.
@@ -375,7 +378,11 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
 
   return {
     handle(socket, reservation) {
-      const connection: HttpConnection = { calls: new Set(), responses: new Set(), requests: 0, reservation, transfer: newTransfer(socket, Date.now()), handling: false, cut: false };
+      const handshaking = socket instanceof TLSSocket;
+      const connection: HttpConnection = { calls: new Set(), responses: new Set(), requests: 0, reservation, transfer: newTransfer(socket, Date.now()), handling: false, cut: false, handshaking };
+      // The handshake is part of the header phase (counted from the accept): a client that never
+      // finishes it is cut by headersTimeout like one that never sends its headers.
+      if (handshaking) socket.once('secure', () => (connection.handshaking = false));
       connections.set(socket, connection);
       const closed = whenClosed(socket).then(() => {
         // Closed before its first request: the reserved slot goes back.

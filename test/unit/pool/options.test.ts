@@ -74,6 +74,8 @@ describe('pool options: every default and every refusal, word for word', () => {
     expect(resolvePoolOptions(minimal as PoolOptions)).toEqual({
       handler: '/srv/app.mjs',
       listen: [{ kind: 'tcp', host: '0.0.0.0', port: 8080 }],
+      // No TLS listener; the ticket key is made anyway (48 random bytes).
+      tls: { listeners: [undefined], certificates: [], ticketKeys: expect.any(Buffer) },
       overload: { strategy: 'graceful' },
       recycle: undefined,
       protocol: 'raw',
