@@ -2,6 +2,7 @@ import { closeSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import { secureContextOptions, type TlsBootstrap } from '../pool/tls.js';
+import { rememberTcpSocket } from '../protocols/sockets.js';
 
 /** One TLS listener of a child: its context (the same ticket key in every child) and its handshake limit. */
 export interface ListenerTls {
@@ -36,6 +37,7 @@ export function readListenerTls(fd: number): (ListenerTls | undefined)[] {
  */
 export function secureServerSocket(socket: Socket, tls: ListenerTls, protocol: string): TLSSocket {
   const secure = new TLSSocket(socket, { isServer: true, secureContext: tls.context, ...(protocol === 'http' ? { ALPNProtocols: ['http/1.1'] } : {}) });
+  rememberTcpSocket(secure, socket);
   const timer = setTimeout(() => secure.destroy(), tls.handshakeTimeout);
   timer.unref();
   const clear = () => clearTimeout(timer);

@@ -4,6 +4,7 @@ import { TLSSocket } from 'node:tls';
 import { PreforkError } from '../errors.js';
 import { describe, MAX_TIMER_MS, TIMER_LIMIT } from '../pool/optionChecks.js';
 import type { Reservation } from '../child/slots.js';
+import { resetAndDestroy } from './sockets.js';
 import { bodyBuffered, bodyExpected, enterPhase, enterSend, expiredPhase, newTransfer, type TransferLimits, type TransferState } from './httpLimits.js';
 import type { ProtocolFactory } from '../child/types.js';
 
@@ -358,7 +359,7 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
       connection.cut = true;
       if (expired === 'send') {
         // A reset, not a close: what the kernel still holds for the client is dropped too.
-        socket.resetAndDestroy();
+        resetAndDestroy(socket);
       } else if (connection.handling || connection.handshaking) {
         socket.destroy();
       } else {

@@ -44,14 +44,12 @@ export interface TransferState {
 }
 
 /**
- * The fd of a socket made from one (every accepted connection), or -1. A TLS socket's handle is
- * the TLS layer, whose `_parent` is the TCP handle: its acknowledgements count the encrypted
- * bytes, a little more than the answer's, so a TLS client is measured slightly more leniently.
+ * The fd of a socket made from one (every accepted connection), or -1. A TLS socket's handle
+ * passes on its TCP handle's fd, whose acknowledgements count the encrypted bytes: a little more
+ * than the answer's, so a TLS client is measured slightly more leniently.
  */
 function socketFd(socket: Socket): number {
-  const handle = (socket as unknown as { _handle?: { fd?: number; _parent?: { fd?: number } } })._handle;
-  const fd = handle?.fd ?? -1;
-  return fd >= 0 ? fd : handle?._parent?.fd ?? -1;
+  return (socket as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
 }
 
 function acked(socket: Socket): number {

@@ -6,7 +6,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PoolPlugin } from '../../../src/pool/hooks.js';
 import type { Pool } from '../../../src/pool/Pool.js';
 import type { ListenSpec } from '../../../src/pool/options.js';
-import { fixture, startPool, stopPools } from '../../helpers.js';
+import { fixture, served, startPool, stopPools } from '../../helpers.js';
 import { readAll, run, TestPki, tlsConnect, type Issued } from '../../pki.js';
 
 // TLS in the child: real certificates from openssl, real curl and openssl s_client as clients.
@@ -92,6 +92,29 @@ describe('TLS listeners', () => {
     expect(received).toBe(0);
     const answer = await curl(port);
     expect(answer.stdout).toMatch(/\n200$/);
+  });
+
+  it('reset a client that stops reading its answer after sendTimeout, as over plain TCP, and the child goes on', async () => {
+    const pool = await startPool({ handler: fixture('tls-app.mjs'), protocol: 'http', listen: tlsListen(), http: { sendTimeout: 500 }, children: { start: 1, min: 1, max: 1 } });
+    const [child] = pool.children();
+    const socket = await tlsConnect(portOf(pool), pki.ca);
+    socket.write('GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    // Read nothing: the answer fills the socket buffers and waits in the child.
+    socket.pause();
+    const sentAt = performance.now();
+    // A paused client does not see the reset: the child's DONE says the connection is over.
+    await served(pool, 1, 8000);
+    expect(performance.now() - sentAt).toBeGreaterThanOrEqual(450);
+    let received = 0;
+    socket.on('data', (chunk: Buffer) => (received += chunk.length));
+    socket.on('error', () => {});
+    socket.resume();
+    await once(socket, 'close');
+    // Reset: what the kernel still held for the client was dropped, not delivered.
+    expect(received).toBeLessThan(16 << 20);
+    const answer = await curl(portOf(pool));
+    expect(answer.stdout).toMatch(new RegExp(`^pid=${child!.pid} .*\\n200$`, 's'));
+    expect(pool.stats().exits.crashes).toBe(0);
   });
 
   it('give the raw protocol a TLS socket: an echo handler echoes over TLS', async () => {
