@@ -95,6 +95,23 @@ describe('TLS in the configuration file', () => {
     expect(await oldAnswer).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*body=6\n$/);
   });
 
+  it('a SIGHUP with a certificate that expires within 14 days warns in the log and serves it', async () => {
+    const dir = tlsProject(first);
+    const server = new Server([], dir);
+    const { port } = await server.started();
+    const soon = pki.issue('reload-soon', { days: 5 });
+    copyFileSync(soon.cert, join(dir, 'cert.pem'));
+    copyFileSync(soon.key, join(dir, 'key.pem'));
+    const mark = server.stderr.length;
+    server.signal('SIGHUP');
+    const warned = await server.log((entry) => entry.msg === 'the TLS certificate expires soon; renew it and reload', mark);
+    expect(warned).toMatchObject({ level: 40, listener: 'listen[0].tls', file: join(dir, 'cert.pem'), days: 4 });
+    await server.log((entry) => entry.msg === 'reload complete', mark);
+    const socket = await tlsConnect(port, pki.ca);
+    expect(socket.getPeerCertificate().fingerprint256).toBe(fingerprint(soon));
+    socket.destroy();
+  });
+
   it('a SIGHUP with a bad certificate is logged and the old one kept', async () => {
     const dir = tlsProject(first);
     const server = new Server([], dir);
