@@ -14,6 +14,7 @@ import { addressText } from './pool/listeners.js';
 import { describeConfig, pluginText } from './config/report.js';
 import { pluginsFor, type PoolOutcome } from './pool/Pool.js';
 import type { ListenTarget } from './pool/options.js';
+import { EXPIRY_WARNING_DAYS } from './pool/tls.js';
 import { fetchStatus, statusTarget } from './statusClient.js';
 import { TOP_INTERVAL, watchStatus } from './topTerminal.js';
 // The command uses the package as any user does: the pool with its default plugins, and the
@@ -448,6 +449,9 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'check': {
       const config = await loadConfig({ file: invocation.config, overrides: invocation.overrides, builtins: prefork });
       process.stdout.write(`${JSON.stringify(describeConfig(config, pluginsFor(config.resolved, defaultPlugins)), null, 2)}\n`);
+      for (const certificate of config.resolved.tls.certificates) {
+        if (certificate.expiresInDays < EXPIRY_WARNING_DAYS) process.stderr.write(`prefork: warning: ${certificate.listener}.cert: the certificate in ${certificate.file} expires on ${certificate.validTo} (in ${certificate.expiresInDays} days)\n`);
+      }
       return EXIT.OK;
     }
     case 'status':

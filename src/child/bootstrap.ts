@@ -13,7 +13,12 @@ export interface ChildBootstrap {
   listeners: number;
   /** Requests the handler may run at once. */
   slots: number;
-  /** A page shared with the parent follows the listeners (fd 4 + listeners): park waiting connections. */
+  /**
+   * Some listeners serve TLS: a pipe follows the listeners (fd 4 + listeners) with their PEM data
+   * and the session ticket key (a `TlsBootstrap` in JSON), read to its end at start.
+   */
+  tls: boolean;
+  /** A page shared with the parent follows the listeners and the TLS pipe: park waiting connections. */
   page: boolean;
   logLevel: LogLevel;
   /** The parent serves `/metrics`: the child sends a last METRICS report before it exits. */

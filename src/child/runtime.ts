@@ -13,6 +13,7 @@ import { HandlerMetrics } from './metrics.js';
 import { FINAL_METRICS_REPORT } from '../channel/metrics.js';
 import { PAGE } from '../channel/page.js';
 import type { ChildContext, HandlerModule, Logger, LogLevel, ProtocolAdapter } from './types.js';
+import { readListenerTls, secureServerSocket, type ListenerTls } from './tls.js';
 
 /** The control channel's fd in a child (stdio index 3). */
 const CHANNEL_FD = 3;
@@ -70,6 +71,8 @@ export class ChildRuntime {
   #metrics: HandlerMetrics | undefined;
   /** The page shared with the parent, when it gave one. */
   readonly #page: Int32Array | undefined;
+  /** The TLS of each listener (undefined: plain), read from the parent's pipe at start. */
+  #tls: (ListenerTls | undefined)[] = [];
   #ctx!: ChildContext;
   #active = 0;
   #connections = 0;
@@ -105,8 +108,9 @@ export class ChildRuntime {
       this.#listenerFds.push(fd);
     }
     native.setNonblocking(CHANNEL_FD, true);
+    const tlsFd = LISTENER_FD_BASE + boot.listeners;
     if (boot.page) {
-      const page = new Int32Array(native.mapPage(LISTENER_FD_BASE + boot.listeners));
+      const page = new Int32Array(native.mapPage(tlsFd + (boot.tls ? 1 : 0)));
       this.#page = page;
       this.#slots = new RequestSlots(boot.slots, page, (frame) => this.#channel.send(frame), () => this.#unchain());
     }
@@ -134,6 +138,8 @@ export class ChildRuntime {
     process.on('uncaughtException', (error) => this.#uncaught(error));
     process.on('unhandledRejection', (reason) => this.#uncaught(reason));
     try {
+      // Before any user code: the handler's subprocesses must not find the keys' pipe open.
+      if (this.#boot.tls) this.#tls = readListenerTls(LISTENER_FD_BASE + this.#boot.listeners);
       this.#dropPrivileges();
       const loaded = (await import(pathToFileURL(this.#boot.handler).href)) as HandlerModule & { default?: HandlerModule };
       // A CommonJS module arrives as `default`; an ES module's named exports are on the namespace.
@@ -232,7 +238,7 @@ export class ChildRuntime {
     // Before the answer: the parent reads the page when it answers, and must see the slot taken.
     const reservation = this.#slots?.reserve();
     this.#send(Status.ACCEPTED, listener);
-    this.#serve(connection, reservation, this.#order);
+    this.#serve(connection, listener, reservation, this.#order);
   }
 
   /** One non-blocking accept on listener `listener`: the connection's fd, or -1 for none. */
@@ -258,18 +264,25 @@ export class ChildRuntime {
     }
   }
 
-  #serve(connection: number, reservation: Reservation | undefined, order: number): void {
+  #serve(connection: number, listener: number, reservation: Reservation | undefined, order: number): void {
     let socket: Socket;
     try {
       socket = new Socket({ fd: connection, readable: true, writable: true, allowHalfOpen: this.#adapter!.allowHalfOpen === true });
     } catch (error) {
       native.close(connection);
-      reservation?.cancel();
-      this.#reportError(error, 'accept');
-      // Not synchronously: this can run inside the channel's frame decoding (an accept order), and
-      // #connectionDone reads the channel again.
-      queueMicrotask(() => this.#connectionDone(order));
+      this.#serveFailed(error, reservation, order);
       return;
+    }
+    const tls = this.#tls[listener];
+    if (tls) {
+      try {
+        socket = secureServerSocket(socket, tls, this.#boot.protocol);
+      } catch (error) {
+        // The socket owns the fd now: destroying it closes it.
+        socket.destroy();
+        this.#serveFailed(error, reservation, order);
+        return;
+      }
     }
     this.#adapter!.handle(socket, reservation).then(
       () => this.#connectionDone(order),
@@ -278,6 +291,15 @@ export class ChildRuntime {
         this.#connectionDone(order);
       },
     );
+  }
+
+  /** A connection could not be handed to the adapter: its slot goes back and it counts as done. */
+  #serveFailed(error: unknown, reservation: Reservation | undefined, order: number): void {
+    reservation?.cancel();
+    this.#reportError(error, 'accept');
+    // Not synchronously: this can run inside the channel's frame decoding (an accept order), and
+    // #connectionDone reads the channel again.
+    queueMicrotask(() => this.#connectionDone(order));
   }
 
   /**
@@ -305,7 +327,7 @@ export class ChildRuntime {
         this.#chainUnreported++;
         if (this.#chainUnreported === 1) this.#chainReportTimer.refresh();
         else if (this.#chainUnreported === CHAIN_REPORT_MAX) this.#reportChained();
-        this.#serve(next, this.#slots?.reserve(), order);
+        this.#serve(next, this.#chainListener, this.#slots?.reserve(), order);
         return;
       }
       this.#chainLeft = 0;

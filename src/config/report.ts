@@ -32,6 +32,8 @@ export function describeConfig(config: ResolvedConfig, plugins: readonly PoolPlu
     file: config.file ?? null,
     handler: options.handler,
     listen: options.listen.map(targetText),
+    // Subject, names and expiry of each served certificate: what a reload with new files would change.
+    tls: options.tls.certificates.length === 0 ? null : options.tls.certificates.map(({ listener, file, subject, subjectAltName, validTo, expiresInDays, fingerprint256 }) => ({ listener, file, subject, subjectAltName, validTo, expiresInDays, fingerprint256 })),
     protocol: options.protocol,
     ...(options.protocol === 'raw' ? {} : { [options.protocol]: resolvedProtocolOptions(options.protocol, options.protocolOptions) }),
     children: options.children,

@@ -7,6 +7,7 @@ import { LOG_LEVELS } from '../logger.js';
 import { describe } from '../pool/optionChecks.js';
 import { resolvePoolOptions, type ListenSpec, type PoolOptions, type ResolvedPoolOptions } from '../pool/options.js';
 import { PROTOCOLS } from '../protocols/index.js';
+import { TLS_FILE_KEYS } from '../pool/tls.js';
 import { findGroup, findUser, findUserById, type AccountFiles } from './accounts.js';
 import { displayPath, findConfig, SEARCH_PLACES } from './discover.js';
 import { loadPlugins, type BuiltinPlugins } from './plugins.js';
@@ -97,8 +98,19 @@ function anchorListen(spec: unknown, base: string): unknown {
     const path = spec.trim().slice(5);
     return path && !isAbsolute(path) ? `unix:${resolve(base, path)}` : spec;
   }
-  if (isObject(spec) && typeof spec.path === 'string' && spec.path && !isAbsolute(spec.path)) return { ...spec, path: resolve(base, spec.path) };
-  return spec;
+  if (!isObject(spec)) return spec;
+  const anchored = typeof spec.path === 'string' && spec.path && !isAbsolute(spec.path) ? { ...spec, path: resolve(base, spec.path) } : spec;
+  return isObject(spec.tls) ? { ...anchored, tls: anchorTls(spec.tls, base) } : anchored;
+}
+
+/** The file paths of a listener's `tls` (`cert`, `key`, `ca`, `dhparam`), relative to the config file. */
+function anchorTls(tls: Record<string, unknown>, base: string): Record<string, unknown> {
+  const anchor = (path: unknown) => (typeof path === 'string' && path && !isAbsolute(path) ? resolve(base, path) : path);
+  const anchored: Record<string, unknown> = { ...tls };
+  for (const key of TLS_FILE_KEYS) {
+    if (tls[key] !== undefined) anchored[key] = Array.isArray(tls[key]) ? (tls[key] as unknown[]).map(anchor) : anchor(tls[key]);
+  }
+  return anchored;
 }
 
 function checkLog(value: unknown, base: string): ResolvedLogConfig {

@@ -11,6 +11,7 @@ import { guardTaps } from './guard.js';
 import { milliseconds } from './optionChecks.js';
 import { createPoolHooks, type PoolHooks, type PoolPlugin } from './hooks.js';
 import { bindListeners, closeListeners, watch } from './listeners.js';
+import { warnExpiringCertificates } from './tls.js';
 import { startStatusServer } from './status.js';
 import { resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options.js';
 import { retryVetoed } from './overload.js';
@@ -147,6 +148,7 @@ export class Pool {
       ctx.resolveOutcome({ reason: 'listen failed', error: error as PreforkError });
       throw error;
     }
+    warnExpiringCertificates(ctx.logger, ctx.options.tls);
     this.#armTimers();
     this.hooks.onStart.call();
     if (startingCount(ctx) > 0 && !ctx.fatal) {
@@ -317,8 +319,14 @@ export class Pool {
     const kept = { listen: current.listen, backlog: current.backlog, deferAccept: current.deferAccept };
     const changed = (Object.keys(kept) as (keyof typeof kept)[]).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(kept[key]));
     if (changed.length > 0) this.logger.warn('the sockets cannot change on reload; keeping the bound ones', { keys: changed });
+    // New certificates take effect on the bound sockets, but only where the sockets are the ones
+    // the new options describe; otherwise the TLS of listener i might land on another address.
+    // The ticket key is the new one either way: a reload rotates it.
+    const tls = changed.includes('listen') ? { ...current.tls, ticketKeys: next.tls.ticketKeys } : next.tls;
+    if (changed.includes('listen') && JSON.stringify(next.tls.certificates) !== JSON.stringify(current.tls.certificates)) this.logger.warn('the TLS of the listeners is kept too, as their addresses changed; restart to apply it');
+    warnExpiringCertificates(this.logger, tls);
     const logLevel = options.logLevel ?? (current.logger === undefined ? undefined : loggerLevel(current.logger)) ?? next.logLevel;
-    return { ...next, ...kept, logger: current.logger, logLevel };
+    return { ...next, ...kept, tls, logger: current.logger, logLevel };
   }
 
   /**

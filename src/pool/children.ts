@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import type { Duplex } from 'node:stream';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Channel } from '../channel/Channel.js';
@@ -12,6 +13,7 @@ import { resolveOrder } from './dispatch.js';
 import { abandonReload } from './generations.js';
 import { watch } from './listeners.js';
 import { routeFrame } from './routing.js';
+import { tlsBootstrap, type ResolvedTls } from './tls.js';
 
 /** How long after a child's exit its stdio may stay open before it is reaped anyway. */
 const REAP_AFTER_EXIT_MS = 100;
@@ -46,13 +48,14 @@ export function spawnChild(ctx: PoolContext): Child | undefined {
   if (live >= ctx.options.children.max) return undefined;
   const id = ctx.nextChildId + 1;
   const parking = parks(ctx);
-  const request: SpawnRequest = { id, generation, env: childEnv(ctx, id, generation, parking), execArgv: [...ctx.options.execArgv] };
+  const tls = tlsData(ctx.options.tls);
+  const request: SpawnRequest = { id, generation, env: childEnv(ctx, id, generation, parking, tls !== undefined), execArgv: [...ctx.options.execArgv] };
   const hooks = ctx.current.hooks;
   if (hooks.beforeSpawn.call(request) === false) return undefined;
   ctx.nextChildId = id;
   let forked: Forked;
   try {
-    forked = fork(ctx, request, parking);
+    forked = fork(ctx, request, parking, tls);
   } catch (error) {
     // EMFILE, ENOMEM, a bad env value: logged, and spawning backs off instead of crashing the
     // parent or retrying on every turn.
@@ -120,15 +123,30 @@ interface Forked {
   page: Int32Array | undefined;
 }
 
+/** The TLS data of an options object, serialised once for all the children of its generation. */
+const tlsDataCache = new WeakMap<ResolvedTls, Buffer | null>();
+
+function tlsData(tls: ResolvedTls): Buffer | undefined {
+  let data = tlsDataCache.get(tls);
+  if (data === undefined) {
+    data = tlsBootstrap(tls) ?? null;
+    tlsDataCache.set(tls, data);
+  }
+  return data ?? undefined;
+}
+
 /**
  * Forks the child process. The control channel is a socketpair whose child end becomes the
- * child's fd 3; the listening sockets follow from fd 4, then the page when the child parks.
- * Throws when a step fails.
+ * child's fd 3; the listening sockets follow from fd 4, then, with TLS listeners, a pipe that
+ * carries the certificates and keys (PEM data: the child may run as a user that cannot read the
+ * files, and a private key does not belong in an environment that `ps e` and /proc show), then
+ * the page when the child parks. Throws when a step fails.
  */
-function fork(ctx: PoolContext, request: SpawnRequest, parking: boolean): Forked {
+function fork(ctx: PoolContext, request: SpawnRequest, parking: boolean, tls: Buffer | undefined): Forked {
   const [parentEnd, childEnd] = native.socketpair();
   const stdio: ('ignore' | 'inherit' | 'pipe' | number)[] = ['ignore', 'inherit', ctx.options.childStderr, childEnd];
   for (const listener of ctx.listeners) stdio.push(listener.fd);
+  const tlsIndex = tls === undefined ? -1 : stdio.push('pipe') - 1;
   let shared: { fd: number; page: ArrayBuffer } | null = null;
   try {
     if (parking) {
@@ -138,6 +156,15 @@ function fork(ctx: PoolContext, request: SpawnRequest, parking: boolean): Forked
     const { execArgv, env } = request;
     // No uid/gid here: the child drops to them itself, keeping the user's supplementary groups.
     const proc = spawn(process.execPath, [...execArgv, ctx.childEntry], { stdio, env: env as NodeJS.ProcessEnv, cwd: ctx.options.cwd });
+    if (tls !== undefined) {
+      const pipe = proc.stdio[tlsIndex] as Duplex | null;
+      // The child reads it to its end at start; one that died first makes this an EPIPE, of no
+      // interest (its exit is reported). Read on, so that the pipe's close is seen and 'close' of
+      // the process comes.
+      pipe?.on('error', () => {});
+      pipe?.end(tls);
+      pipe?.resume();
+    }
     return { proc, channelFd: parentEnd, page: shared ? new Int32Array(shared.page) : undefined };
   } catch (error) {
     native.close(parentEnd);
@@ -272,7 +299,7 @@ export function checkStarted(ctx: PoolContext): void {
   }
 }
 
-function childEnv(ctx: PoolContext, id: number, generation: number, parking: boolean): Record<string, string | undefined> {
+function childEnv(ctx: PoolContext, id: number, generation: number, parking: boolean, tls: boolean): Record<string, string | undefined> {
   const options = ctx.options;
   const bootstrap: ChildBootstrap = {
     id,
@@ -283,6 +310,7 @@ function childEnv(ctx: PoolContext, id: number, generation: number, parking: boo
     listeners: ctx.listeners.length,
     slots: options.children.slots,
     page: parking,
+    tls,
     logLevel: options.logLevel,
     metrics: ctx.metrics !== undefined,
     parentPid: process.pid,

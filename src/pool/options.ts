@@ -8,17 +8,16 @@ import { checkKeys, describe, integer, invalid, milliseconds, object, sectionSco
 import { resolveOverloadOptions, resolveRecycleSection, resolveSpawningBounds, SPAWNING_DEFAULTS, type OverloadOptions, type RecycleOptions, type ResolvedRecycleOptions, type SpawningBounds } from './policyOptions.js';
 import { checkProtocolOptions } from '../protocols/index.js';
 import { didYouMean } from '../config/suggest.js';
+import { resolveTls, type ResolvedTls, type TlsOptions } from './tls.js';
 
 /**
  * Where to listen. Strings: `"host:port"`, `"[::1]:port"`, `":port"` (all IPv4 interfaces),
- * `"unix:/path"`, `"fd:N"`, `"systemd"` (every socket systemd passed in LISTEN_FDS).
+ * `"unix:/path"`, `"fd:N"`, `"systemd"` (every socket systemd passed in LISTEN_FDS). The object
+ * forms may carry `tls` (protocols `http` and `raw`): the child serves TLS on that listener.
  */
 export type ListenSpec =
   | string
-  | { host?: string; port: number }
-  | { path: string; mode?: number | string }
-  | { fd: number }
-  | { systemd: true };
+  | (({ host?: string; port: number } | { path: string; mode?: number | string } | { fd: number } | { systemd: true }) & { tls?: TlsOptions });
 
 /** A parsed listen address. */
 export type ListenTarget =
@@ -177,6 +176,8 @@ export interface PoolOptions {
 export interface ResolvedPoolOptions {
   handler: string;
   listen: ListenTarget[];
+  /** TLS per listener (same order as `listen`), read from the files, and the session ticket key. */
+  tls: ResolvedTls;
   protocol: string;
   protocolOptions: Record<string, unknown>;
   backlog: number;
@@ -232,6 +233,7 @@ function resolveStatus(status: unknown): ListenTarget | undefined {
   checkKeys('status.', raw, STATUS_KEYS);
   if (raw.listen === undefined) throw invalid('status.listen', 'an address (a loopback one or a Unix socket)', undefined);
   const target = parseListen(raw.listen as ListenSpec, 'status.listen');
+  if (raw.listen !== null && typeof raw.listen === 'object' && 'tls' in raw.listen) throw new PreforkError('PREFORK_ERR_OPTION_INVALID', 'status.listen.tls: the status listener serves plain HTTP on loopback or a Unix socket only');
   if (target.kind === 'unix' || (target.kind === 'tcp' && isLoopback(target.host))) return target;
   throw invalid('status.listen', 'a loopback address (127.0.0.0/8, ::1, localhost) or a Unix socket: the scoreboard is for the machine\'s own operators', raw.listen);
 }
@@ -239,20 +241,21 @@ function resolveStatus(status: unknown): ListenTarget | undefined {
 const STATUS_KEYS: ReadonlySet<string> = new Set(['listen']);
 
 /**
- * The keys of a listener object, by the kind of address it gives. A key of another kind is
- * refused too (`{ path, port }` is not a socket that listens twice). Per-listener settings to
- * come (a `tls` section) join the sets of the kinds they apply to.
+ * The keys of a listener object, by the kind of address it gives, and the per-listener `tls`
+ * section (read by tls.ts; `status.listen` refuses it before this). A key of another kind is
+ * refused too (`{ path, port }` is not a socket that listens twice).
  */
 const LISTENER_KEYS: Readonly<Record<ListenTarget['kind'], readonly string[]>> = Object.freeze({
-  tcp: ['host', 'port'],
-  unix: ['path', 'mode'],
-  fd: ['fd'],
-  systemd: ['systemd'],
+  tcp: ['host', 'port', 'tls'],
+  unix: ['path', 'mode', 'tls'],
+  fd: ['fd', 'tls'],
+  systemd: ['systemd', 'tls'],
 });
 
 /** Refuses a key of a listener object that its kind (or, with none, every kind) does not have, as unknown keys are refused at every level. */
 function checkListenerKeys(key: string, spec: object, kind: ListenTarget['kind'] | undefined): void {
-  const known = kind === undefined ? Object.values(LISTENER_KEYS).flat() : LISTENER_KEYS[kind];
+  const all = kind === undefined ? [...new Set(Object.values(LISTENER_KEYS).flat())] : LISTENER_KEYS[kind];
+  const known = key.startsWith('status.') ? all.filter((name) => name !== 'tls') : all;
   for (const name of Object.keys(spec)) {
     if (!known.includes(name)) {
       throw new PreforkError('PREFORK_ERR_OPTION_INVALID', `${key}.${name}: unknown option${didYouMean(name, known)} (known: ${known.join(', ')})`);
@@ -336,12 +339,14 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
 
   const listenSpecs = Array.isArray(options.listen) ? options.listen : options.listen === undefined ? [] : [options.listen];
   if (listenSpecs.length === 0) throw invalid('listen', 'at least one address', options.listen);
-  const listen = listenSpecs.map((spec, index) => parseListen(spec, Array.isArray(options.listen) ? `listen[${index}]` : 'listen'));
+  const listenKeys = listenSpecs.map((_, index) => (Array.isArray(options.listen) ? `listen[${index}]` : 'listen'));
+  const listen = listenSpecs.map((spec, index) => parseListen(spec, listenKeys[index]));
 
   const protocol = options.protocol ?? 'raw';
   if (typeof protocol !== 'string') throw invalid('protocol', 'a protocol name', protocol);
   const protocolOptions = object(protocol, (options as unknown as Record<string, unknown>)[protocol]);
   checkProtocolOptions(protocol, protocolOptions);
+  const tls = resolveTls(listenSpecs, listenKeys, protocol, cwd);
 
   const childrenRaw = object('children', options.children);
   checkKeys('children.', childrenRaw, CHILDREN_KEYS);
@@ -394,6 +399,7 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
   return {
     handler,
     listen,
+    tls,
     overload,
     recycle,
     protocol,

@@ -1,9 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import { PreforkError } from '../errors.js';
 import { describe, MAX_TIMER_MS, TIMER_LIMIT } from '../pool/optionChecks.js';
 import type { Reservation } from '../child/slots.js';
+import { resetAndDestroy } from './sockets.js';
 import { bodyBuffered, bodyExpected, enterPhase, enterSend, expiredPhase, newTransfer, type TransferLimits, type TransferState } from './httpLimits.js';
 import type { ProtocolFactory, UpgradeHandler } from '../child/types.js';
 
@@ -238,6 +240,8 @@ interface HttpConnection {
    * until it closes, holding a slot, out of reach of the transfer limits and never parked.
    */
   upgraded: boolean;
+  /** A TLS connection whose handshake has not finished: nothing can be said on it, only closed. */
+  handshaking: boolean;
 }
 
 /**
@@ -397,8 +401,8 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
       connection.cut = true;
       if (expired === 'send') {
         // A reset, not a close: what the kernel still holds for the client is dropped too.
-        socket.resetAndDestroy();
-      } else if (connection.handling) {
+        resetAndDestroy(socket);
+      } else if (connection.handling || connection.handshaking) {
         socket.destroy();
       } else {
         // Nothing was sent on it yet: say why, as Node does for its own header limit.
@@ -487,7 +491,11 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
 
   return {
     handle(socket, reservation) {
-      const connection: HttpConnection = { calls: new Set(), responses: new Set(), requests: 0, reservation, transfer: newTransfer(socket, Date.now()), handling: false, cut: false, upgraded: false };
+      const handshaking = socket instanceof TLSSocket;
+      const connection: HttpConnection = { calls: new Set(), responses: new Set(), requests: 0, reservation, transfer: newTransfer(socket, Date.now()), handling: false, cut: false, upgraded: false, handshaking };
+      // The handshake is part of the header phase (counted from the accept): a client that never
+      // finishes it is cut by headersTimeout like one that never sends its headers.
+      if (handshaking) socket.once('secure', () => (connection.handshaking = false));
       connections.set(socket, connection);
       const closed = whenClosed(socket).then(() => {
         // Closed before its first request: the reserved slot goes back.

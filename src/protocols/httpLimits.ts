@@ -43,7 +43,11 @@ export interface TransferState {
   sendDeadline: number;
 }
 
-/** The fd of a socket made from one (every accepted connection), or -1. */
+/**
+ * The fd of a socket made from one (every accepted connection), or -1. A TLS socket's handle
+ * passes on its TCP handle's fd, whose acknowledgements count the encrypted bytes: a little more
+ * than the answer's, so a TLS client is measured slightly more leniently.
+ */
 function socketFd(socket: Socket): number {
   return (socket as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
 }

@@ -166,12 +166,12 @@ const cases: Case[] = [
   {
     name: 'an unknown key in a listener object',
     files: { 'prefork.config.json': { ...VALID, listen: [{ host: '127.0.0.1', port: 9740, bogus: 1 }] } },
-    message: 'prefork.config.json: listen[0].bogus: unknown option (known: host, port)',
+    message: 'prefork.config.json: listen[0].bogus: unknown option (known: host, port, tls)',
   },
   {
     name: 'a misspelt key in a Unix listener object, with a hint',
     files: { 'prefork.config.json': { ...VALID, listen: { path: './app.sock', mod: '660' } } },
-    message: 'prefork.config.json: listen.mod: unknown option; did you mean "mode"? (known: path, mode)',
+    message: 'prefork.config.json: listen.mod: unknown option; did you mean "mode"? (known: path, mode, tls)',
   },
   {
     name: 'an unknown key in the status listener object',

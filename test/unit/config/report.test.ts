@@ -30,6 +30,7 @@ describe('describeConfig (prefork check)', () => {
       file: '/srv/prefork.config.json',
       handler: '/srv/app.mjs',
       listen: ['127.0.0.1:8080', '[::1]:8081', 'unix:/run/a.sock (mode 660)', 'unix:/run/b.sock', 'fd:3', 'systemd'],
+      tls: null,
       protocol: 'http',
       // Every key of the protocol, with its default.
       http: { keepAliveTimeout: 5000, headersTimeout: 20000, requestTimeout: 300000, bodyTimeout: 20000, sendTimeout: 20000, minDataRate: 500, maxRequestsPerConnection: 0, maxHeaderSize: 16384 },

@@ -47,7 +47,7 @@ describe('pool options', () => {
     } catch (error) {
       caught = error;
     }
-    expect(caught).toMatchObject({ code: 'PREFORK_ERR_OPTION_INVALID', message: 'listen[0].bogus: unknown option (known: host, port)' });
+    expect(caught).toMatchObject({ code: 'PREFORK_ERR_OPTION_INVALID', message: 'listen[0].bogus: unknown option (known: host, port, tls)' });
   });
 
   it('names the key path, the expectation and the value of a wrong type', () => {
@@ -86,6 +86,8 @@ describe('pool options: every default and every refusal, word for word', () => {
     expect(resolvePoolOptions(minimal as PoolOptions)).toEqual({
       handler: '/srv/app.mjs',
       listen: [{ kind: 'tcp', host: '0.0.0.0', port: 8080 }],
+      // No TLS listener; the ticket key is made anyway (48 random bytes).
+      tls: { listeners: [undefined], certificates: [], ticketKeys: expect.any(Buffer) },
       overload: { strategy: 'graceful' },
       recycle: undefined,
       protocol: 'raw',
@@ -199,12 +201,12 @@ describe('pool options: every default and every refusal, word for word', () => {
     ['a mode of another type', { ...minimal, listen: { path: '/s', mode: true } }, 'listen.mode: expected a file mode such as "660" or 0o660, got true'],
     ['an object port above 65535', { ...minimal, listen: { port: 65536 } }, 'listen.port: expected an integer from 0 to 65535, got 65536'],
     ['a host that is not a string', { ...minimal, listen: { port: 1, host: 5 } }, 'listen.host: expected an IP address, got 5'],
-    ['an unknown key in a TCP listener object', { ...minimal, listen: [{ host: '127.0.0.1', port: 9740, bogus: 1 }] }, 'listen[0].bogus: unknown option (known: host, port)'],
-    ['a misspelt key in a TCP listener object, with a hint', { ...minimal, listen: { port: 1, hst: '::1' } }, 'listen.hst: unknown option; did you mean "host"? (known: host, port)'],
-    ['a misspelt kind key in a listener object, with a hint', { ...minimal, listen: { host: '::1', pot: 1 } }, 'listen.pot: unknown option; did you mean "port"? (known: host, port, path, mode, fd, systemd)'],
-    ['a key of another kind in a Unix listener object', { ...minimal, listen: { path: '/s', port: 1 } }, 'listen.port: unknown option (known: path, mode)'],
-    ['an unknown key in an fd listener object', { ...minimal, listen: { fd: 3, mode: '660' } }, 'listen.mode: unknown option (known: fd)'],
-    ['an unknown key in a systemd listener object', { ...minimal, listen: [':1', { systemd: true, names: ['web'] }] }, 'listen[1].names: unknown option (known: systemd)'],
+    ['an unknown key in a TCP listener object', { ...minimal, listen: [{ host: '127.0.0.1', port: 9740, bogus: 1 }] }, 'listen[0].bogus: unknown option (known: host, port, tls)'],
+    ['a misspelt key in a TCP listener object, with a hint', { ...minimal, listen: { port: 1, hst: '::1' } }, 'listen.hst: unknown option; did you mean "host"? (known: host, port, tls)'],
+    ['a misspelt kind key in a listener object, with a hint', { ...minimal, listen: { host: '::1', pot: 1 } }, 'listen.pot: unknown option; did you mean "port"? (known: host, port, tls, path, mode, fd, systemd)'],
+    ['a key of another kind in a Unix listener object', { ...minimal, listen: { path: '/s', port: 1 } }, 'listen.port: unknown option (known: path, mode, tls)'],
+    ['an unknown key in an fd listener object', { ...minimal, listen: { fd: 3, mode: '660' } }, 'listen.mode: unknown option (known: fd, tls)'],
+    ['an unknown key in a systemd listener object', { ...minimal, listen: [':1', { systemd: true, names: ['web'] }] }, 'listen[1].names: unknown option (known: systemd, tls)'],
     ['an unknown key in the status listener object', { ...minimal, status: { listen: { host: '127.0.0.1', port: 9740, bogus: 1 } } }, 'status.listen.bogus: unknown option (known: host, port)'],
     ['a negative fd', { ...minimal, listen: { fd: -1 } }, 'listen.fd: expected a non-negative integer, got -1'],
     ['fd: without a number', { ...minimal, listen: 'fd:x' }, 'listen: expected "fd:N" with N a non-negative integer, got "fd:x"'],
