@@ -5,8 +5,9 @@
 // ...), so slow drifts of the machine hit every server alike; the report gives medians across
 // rounds and the prefork/other ratio of each round. Markdown goes to stdout, progress to stderr,
 // everything to bench/results/<timestamp>.json. `--help` lists the options.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, loadavg, totalmem } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -24,6 +25,7 @@ const WORKLOADS = {
   keepalive: { letter: 'b', title: '(b) keep-alive', path: '/', close: false },
   cpu: { letter: 'c', title: '(c) CPU-bound handler (2 ms of CPU time per request), keep-alive', path: '/cpu', close: false },
   scaling: { letter: 'd', title: '(d) prefork dispatch cost vs number of children (new connection per request)', path: '/', close: true },
+  https: { letter: 'e', title: '(e) HTTPS, new connection per request (a TLS handshake each; prefork and node:cluster)', path: '/', close: true },
 };
 const SERVER_NAMES = ['prefork', 'cluster', 'single', 'gunicorn', 'prefork-abrupt'];
 const USAGE = `Usage: node bench/run.mjs [options]     (npm run bench -- [options] builds first)
@@ -39,7 +41,7 @@ const USAGE = `Usage: node bench/run.mjs [options]     (npm run bench -- [option
                           a single-slot prefork child holds a keep-alive client for good, so
                           clients beyond the children wait in the backlog)
   --threads N             load generator threads (default 2)
-  --workloads LIST        close,keepalive,cpu,scaling or a,b,c,d (default: all)
+  --workloads LIST        close,keepalive,cpu,scaling,https or a,b,c,d,e (default: all)
   --servers LIST          ${SERVER_NAMES.join(',')} (default: all; prefork-abrupt runs in "close" only)
   --scaling-children LIST children counts of the scaling workload (default 2,16,64,128; --quick: 2,16,64)
   --protocol P            protocol of the prefork servers: auto (http, else raw), http or raw (default auto)
@@ -325,9 +327,10 @@ async function startServer(name, settings, gunicornPath) {
   let server;
   if (name.startsWith('prefork')) {
     const baseline = name.endsWith('-baseline') ? ['--dist', settings.baseline] : [];
-    server = await startNodeServer(name, 'prefork.mjs', ['--children', String(settings.children), '--protocol', settings.protocol, '--overload', name === 'prefork-abrupt' ? 'abrupt' : 'graceful', ...baseline]);
+    const tls = settings.tlsDir ? ['--tls', settings.tlsDir] : [];
+    server = await startNodeServer(name, 'prefork.mjs', ['--children', String(settings.children), '--protocol', settings.tlsDir ? 'http' : settings.protocol, '--overload', name === 'prefork-abrupt' ? 'abrupt' : 'graceful', ...baseline, ...tls]);
   } else if (name === 'cluster') {
-    server = await startNodeServer(name, 'cluster.mjs', ['--children', String(settings.children)]);
+    server = await startNodeServer(name, 'cluster.mjs', ['--children', String(settings.children), ...(settings.tlsDir ? ['--tls', settings.tlsDir] : [])]);
   } else if (name === 'single') {
     server = await startNodeServer(name, 'single.mjs', []);
   } else {
@@ -336,6 +339,14 @@ async function startServer(name, settings, gunicornPath) {
   const extra = server.info.protocol ? `, protocol ${server.info.protocol}` : server.info.schedulingPolicy ? `, scheduling ${server.info.schedulingPolicy}` : '';
   log(`started ${name} (pid ${server.pid}, port ${server.port}${extra}) in ${Date.now() - started} ms`);
   return server;
+}
+
+/** A throw-away self-signed certificate for 127.0.0.1 (openssl), in a directory of its own. */
+function makeCertificate() {
+  const dir = mkdtempSync(join(tmpdir(), 'prefork-bench-tls-'));
+  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { encoding: 'utf8' });
+  if (made.status !== 0) throw new Error(`openssl could not make the benchmark's certificate: ${made.stderr}`);
+  return dir;
 }
 
 async function stopAll(servers) {
@@ -522,11 +533,10 @@ async function main() {
     targets: [],
   };
   if (gunicornPath && serverNames.includes('gunicorn')) {
-    const { spawnSync } = await import('node:child_process');
     report.gunicorn = /\(version ([^)]+)\)/.exec(spawnSync(gunicornPath, ['--version'], { encoding: 'utf8' }).stdout)?.[1] ?? 'unknown';
   }
 
-  const sharedWorkloads = settings.workloads.filter((name) => name !== 'scaling');
+  const sharedWorkloads = settings.workloads.filter((name) => name !== 'scaling' && name !== 'https');
   if (sharedWorkloads.length > 0 && serverNames.length > 0) {
     const servers = [];
     try {
@@ -545,6 +555,22 @@ async function main() {
       }
     } finally {
       await stopAll(servers);
+    }
+  }
+
+  if (settings.workloads.includes('https')) {
+    // Servers of their own, listening with TLS (a certificate made here): prefork's children do
+    // the handshake, cluster's children too (https.createServer). wrk does not verify it.
+    const servers = [];
+    const tlsDir = makeCertificate();
+    try {
+      for (const name of serverNames.filter((candidate) => candidate === 'prefork' || candidate === 'cluster')) {
+        servers.push(await startServer(name, { ...settings, tlsDir }, gunicornPath));
+      }
+      report.workloads.https = await runWorkload('https', servers, settings, generator);
+    } finally {
+      await stopAll(servers);
+      rmSync(tlsDir, { recursive: true, force: true });
     }
   }
 

@@ -42,7 +42,7 @@ export class ServerProcess {
 
   /** The URL of a path on this server. */
   url(path = '/') {
-    return `http://127.0.0.1:${this.port}${path}`;
+    return `${this.info?.tls ? 'https' : 'http'}://127.0.0.1:${this.port}${path}`;
   }
 
   /** The server's own statistics over the side channel (prefork: pool.stats()); null for gunicorn. */

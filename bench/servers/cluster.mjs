@@ -3,7 +3,10 @@
 // same listener as the others. Node calls the children "workers"; this benchmark says "child".
 //   node bench/servers/cluster.mjs --children 8
 import cluster from 'node:cluster';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
+import { join } from 'node:path';
 import { respond } from './respond.mjs';
 import { parseServerArgs, reportFailure, reportReady, serveControl } from './ipc.mjs';
 
@@ -28,11 +31,14 @@ if (cluster.isPrimary) {
   cluster.on('listening', (child, address) => {
     port = address.port;
     if (++listening === count) {
-      reportReady({ port, schedulingPolicy: cluster.schedulingPolicy === cluster.SCHED_RR ? 'rr' : 'none', children: Object.values(cluster.workers).map((c) => c.process.pid) });
+      reportReady({ port, tls: args.tls !== undefined, schedulingPolicy: cluster.schedulingPolicy === cluster.SCHED_RR ? 'rr' : 'none', children: Object.values(cluster.workers).map((c) => c.process.pid) });
     }
   });
   for (let i = 0; i < count; i++) cluster.fork();
 } else {
-  // listen(0) in cluster children: the primary binds one port and every child shares it.
-  createServer(respond).listen(0, '127.0.0.1');
+  // listen(0) in cluster children: the primary binds one port and every child shares it. With
+  // --tls DIR, https.createServer with DIR/cert.pem and DIR/key.pem (the HTTPS workload).
+  const args = parseServerArgs();
+  const server = args.tls ? createTlsServer({ cert: readFileSync(join(args.tls, 'cert.pem')), key: readFileSync(join(args.tls, 'key.pem')) }, respond) : createServer(respond);
+  server.listen(0, '127.0.0.1');
 }

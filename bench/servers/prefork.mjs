@@ -17,10 +17,13 @@ const overload = args.overload ?? 'graceful';
 const protocolWanted = args.protocol ?? 'auto';
 const handler = fileURLToPath(new URL('./handler.mjs', import.meta.url));
 
+// --tls DIR: the listener serves TLS with DIR/cert.pem and DIR/key.pem (the HTTPS workload).
+const tls = args.tls ? { cert: resolve(args.tls, 'cert.pem'), key: resolve(args.tls, 'key.pem') } : undefined;
+
 function createPool(protocol) {
   return new Pool({
     handler,
-    listen: '127.0.0.1:0',
+    listen: tls ? { host: '127.0.0.1', port: 0, tls } : '127.0.0.1:0',
     protocol,
     // A fixed number of children: no spawning or retiring during a round.
     children: { start: children, min: children, max: children, minSpare: 0, maxSpare: children },
@@ -63,7 +66,7 @@ try {
   }
   if (!pool) throw lastError;
   const [address] = pool.addresses();
-  reportReady({ port: address.port, protocol, children: pool.children().map((child) => child.pid) });
+  reportReady({ port: address.port, protocol, tls: tls !== undefined, children: pool.children().map((child) => child.pid) });
   void pool.wait().then((outcome) => {
     if (outcome.reason !== 'benchmark finished') {
       process.stderr.write(`bench prefork: the pool stopped: ${outcome.reason}\n`);

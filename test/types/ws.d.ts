@@ -4,7 +4,7 @@ declare module 'ws' {
   import { EventEmitter } from 'node:events';
 
   export class WebSocket extends EventEmitter {
-    constructor(address: string);
+    constructor(address: string, options?: { ca?: string | Buffer });
     readonly readyState: number;
     send(data: string | Buffer): void;
     close(code?: number, reason?: string): void;

@@ -4,7 +4,9 @@ import { get } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { Pool } from '../../../index.js';
+import { readFileSync } from 'node:fs';
 import { fixture, nextHook, served, startPool, stopPools, until } from '../../helpers.js';
+import { TestPki } from '../../pki.js';
 
 // Connections that leave HTTP: WebSockets through `ws` in the handler's `upgrade` export, CONNECT
 // through its `connect` export, and the refusal when the export is not there. Each holds a slot
@@ -74,6 +76,22 @@ describe('HTTP upgrades', () => {
     expect(await closeWebSocket(ws)).toBe(1000);
     await served(pool, 1);
     expect(pool.stats().connections).toMatchObject({ served: 1, lost: 0, active: 0 });
+  });
+
+  it('a ws client exchanges messages over a TLS listener (wss://), the handshake and the upgrade both in the child', async () => {
+    const pki = new TestPki();
+    const { cert, key } = pki.issue('ws-server');
+    const pool = await startPool({ handler: WS_APP, protocol: 'http', listen: { host: '127.0.0.1', port: 0, tls: { cert, key } }, children: { start: 1 } });
+    const ws = new WebSocket(`wss://localhost:${portOf(pool)}/`, { ca: readFileSync(pki.ca) });
+    await once(ws, 'open');
+    expect(await roundTrip(ws, 'over tls')).toBe('over tls');
+    expect(await closeWebSocket(ws)).toBe(1000);
+    await served(pool, 1);
+    expect(pool.stats().connections).toMatchObject({ served: 1, lost: 0, active: 0 });
+    // A client that does not trust the certificate never gets a socket.
+    const untrusting = new WebSocket(`wss://localhost:${portOf(pool)}/`);
+    const [error] = (await once(untrusting, 'error')) as [Error & { code?: string }];
+    expect(error.code).toBe('UNABLE_TO_VERIFY_LEAF_SIGNATURE');
   });
 
   it('100 concurrent WebSockets over 2 children of 64 slots all exchange a message and close, counted as served; a child holding some still serves plain requests', async () => {
