@@ -567,6 +567,7 @@ async function main() {
       for (const name of serverNames.filter((candidate) => candidate === 'prefork' || candidate === 'cluster')) {
         servers.push(await startServer(name, { ...settings, tlsDir }, gunicornPath));
       }
+      report.preforkProtocol ??= servers.find((server) => server.info.protocol)?.info.protocol;
       report.workloads.https = await runWorkload('https', servers, settings, generator);
     } finally {
       await stopAll(servers);
