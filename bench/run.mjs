@@ -26,6 +26,8 @@ const WORKLOADS = {
   cpu: { letter: 'c', title: '(c) CPU-bound handler (2 ms of CPU time per request), keep-alive', path: '/cpu', close: false },
   scaling: { letter: 'd', title: '(d) prefork dispatch cost vs number of children (new connection per request)', path: '/', close: true },
   https: { letter: 'e', title: '(e) HTTPS, new connection per request (a TLS handshake each; prefork and node:cluster)', path: '/', close: true },
+  raw: { letter: 'f', title: "(f) prefork's raw protocol, new connection per request (its handler answers the HTTP bytes itself)", path: '/', close: true },
+  io: { letter: 'g', title: '(g) I/O-bound: the handler awaits 1 ms, keep-alive (prefork: 64 slots a child)', path: '/io', close: false, clients: 256 },
 };
 const SERVER_NAMES = ['prefork', 'cluster', 'single', 'gunicorn', 'prefork-abrupt'];
 const USAGE = `Usage: node bench/run.mjs [options]     (npm run bench -- [options] builds first)
@@ -41,7 +43,7 @@ const USAGE = `Usage: node bench/run.mjs [options]     (npm run bench -- [option
                           a single-slot prefork child holds a keep-alive client for good, so
                           clients beyond the children wait in the backlog)
   --threads N             load generator threads (default 2)
-  --workloads LIST        close,keepalive,cpu,scaling,https or a,b,c,d,e (default: all)
+  --workloads LIST        close,keepalive,cpu,scaling,https,raw,io or a,b,c,d,e,f,g (default: all)
   --servers LIST          ${SERVER_NAMES.join(',')} (default: all; prefork-abrupt runs in "close" only)
   --scaling-children LIST children counts of the scaling workload (default 2,16,64,128; --quick: 2,16,64)
   --protocol P            protocol of the prefork servers: auto (http, else raw), http or raw (default auto)
@@ -73,6 +75,7 @@ function list(name, text, allowed, aliases = {}) {
 
 /** Concurrent clients of a workload: keep-alive workloads default to one per child. */
 function connectionsOf(workload, settings) {
+  if (workload.clients) return workload.clients;
   return workload.close ? settings.connections : settings.keepaliveConnections ?? settings.children;
 }
 
@@ -328,7 +331,8 @@ async function startServer(name, settings, gunicornPath) {
   if (name.startsWith('prefork')) {
     const baseline = name.endsWith('-baseline') ? ['--dist', settings.baseline] : [];
     const tls = settings.tlsDir ? ['--tls', settings.tlsDir] : [];
-    server = await startNodeServer(name, 'prefork.mjs', ['--children', String(settings.children), '--protocol', settings.tlsDir ? 'http' : settings.protocol, '--overload', name === 'prefork-abrupt' ? 'abrupt' : 'graceful', ...baseline, ...tls]);
+    const slots = settings.slots ? ['--slots', String(settings.slots)] : [];
+    server = await startNodeServer(name, 'prefork.mjs', ['--children', String(settings.children), '--protocol', settings.tlsDir ? 'http' : settings.protocol, '--overload', name === 'prefork-abrupt' ? 'abrupt' : 'graceful', ...baseline, ...tls, ...slots]);
   } else if (name === 'cluster') {
     server = await startNodeServer(name, 'cluster.mjs', ['--children', String(settings.children), ...(settings.tlsDir ? ['--tls', settings.tlsDir] : [])]);
   } else if (name === 'single') {
@@ -536,7 +540,9 @@ async function main() {
     report.gunicorn = /\(version ([^)]+)\)/.exec(spawnSync(gunicornPath, ['--version'], { encoding: 'utf8' }).stdout)?.[1] ?? 'unknown';
   }
 
-  const sharedWorkloads = settings.workloads.filter((name) => name !== 'scaling' && name !== 'https');
+  // Workloads whose servers are started for them alone (other settings than the shared ones).
+  const DEDICATED = ['scaling', 'https', 'raw', 'io'];
+  const sharedWorkloads = settings.workloads.filter((name) => !DEDICATED.includes(name));
   if (sharedWorkloads.length > 0 && serverNames.length > 0) {
     const servers = [];
     try {
@@ -572,6 +578,26 @@ async function main() {
     } finally {
       await stopAll(servers);
       rmSync(tlsDir, { recursive: true, force: true });
+    }
+  }
+
+  // (f) prefork on its raw protocol, against node:cluster, a single process and gunicorn as they
+  // are in (a); (g) prefork with 64 slots a child against node:cluster and a single process.
+  for (const [name, overrides] of [
+    ['raw', { protocol: 'raw' }],
+    ['io', { slots: 64 }],
+  ]) {
+    if (!settings.workloads.includes(name)) continue;
+    const servers = [];
+    try {
+      const others = name === 'raw' ? ['cluster', 'single', 'gunicorn'] : ['cluster', 'single'];
+      for (const server of serverNames.filter((candidate) => candidate === 'prefork' || others.includes(candidate))) {
+        servers.push(await startServer(server, { ...settings, ...overrides }, gunicornPath));
+      }
+      if (name === 'io') report.preforkProtocol ??= servers.find((server) => server.info.protocol)?.info.protocol;
+      report.workloads[name] = await runWorkload(name, servers, settings, generator);
+    } finally {
+      await stopAll(servers);
     }
   }
 

@@ -1,6 +1,6 @@
 // Server 1: prefork through its public API, in its own process so that the runner can measure the
 // parent's CPU time and memory from /proc. Usage (normally started by bench/run.mjs):
-//   node bench/servers/prefork.mjs --children 8 [--overload graceful|abrupt] [--protocol auto|http|raw] [--dist DIR]
+//   node bench/servers/prefork.mjs --children 8 [--overload graceful|abrupt] [--protocol auto|http|raw] [--dist DIR] [--slots N] [--tls DIR]
 // "auto" uses the HTTP adapter and falls back to the raw protocol (with a minimal HTTP responder
 // in handler.mjs) when this build of prefork has no HTTP adapter. `--dist` loads prefork from
 // another build (the dist/ directory of another checkout, with its own build/ addon), so that two
@@ -26,7 +26,7 @@ function createPool(protocol) {
     listen: tls ? { host: '127.0.0.1', port: 0, tls } : '127.0.0.1:0',
     protocol,
     // A fixed number of children: no spawning or retiring during a round.
-    children: { start: children, min: children, max: children, minSpare: 0, maxSpare: children },
+    children: { start: children, min: children, max: children, minSpare: 0, maxSpare: children, ...(args.slots ? { slots: Number(args.slots) } : {}) },
     plugins: overload === 'abrupt' ? [new AbruptOverloadPlugin({ response: 'http-503' })] : [],
     // Overload warnings would otherwise be written once per overload episode; the servers it is
     // compared with log nothing per connection either.

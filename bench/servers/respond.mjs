@@ -29,9 +29,22 @@ export function burnCpu(ms) {
   }
 }
 
-/** The request listener of every Node server: `/cpu` burns CPU first, every path answers "hello\n". */
-export function respond(req, res) {
-  if (req.url === CPU_PATH) burnCpu(CPU_MS);
+/** The path of the I/O-bound workload, and how long it waits (a timer: a database call's stand-in). */
+export const IO_PATH = '/io';
+export const IO_MS = 1;
+
+function answer(res) {
   res.writeHead(200, HEADERS);
   res.end(BODY);
+}
+
+/**
+ * The request listener of every Node server: `/cpu` burns CPU first, `/io` waits 1 ms (and
+ * returns the promise of its answer, which prefork's slots wait for), every path answers "hello\n".
+ */
+export function respond(req, res) {
+  if (req.url === IO_PATH) return new Promise((resolve) => setTimeout(() => resolve(answer(res)), IO_MS));
+  if (req.url === CPU_PATH) burnCpu(CPU_MS);
+  answer(res);
+  return undefined;
 }
