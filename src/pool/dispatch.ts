@@ -311,14 +311,15 @@ export function resolveOrder(ctx: PoolContext, child: Child, timedOut: boolean):
 }
 
 /**
- * Step 9. DONE: the child finished a connection, and its chain grant, if any, has ended; not so
- * when `earlier`: the connection came with an earlier order than the last (parked meanwhile).
- * A DONE that arrives while an order is still unanswered is always earlier: the child sent it
- * before it read that order (a grant ended by UNCHAINED, whose last connection closes while the
- * next order is on its way), and it must not end the grant that order gave.
+ * Step 9. DONE for the connection of accept order `order` (its low 16 bits): the child finished
+ * it, and its chain grant, if any, has ended; not so when the connection came with an earlier
+ * order than the last (parked meanwhile). A DONE that arrives while an order is still unanswered
+ * is always of an earlier one: the child sent it before it read that order (a grant ended by
+ * UNCHAINED, whose last connection closes while the next order is on its way), and it must not
+ * end the grant that order gave.
  */
-export function onDone(ctx: PoolContext, child: Child, earlier = false): void {
-  earlier ||= child.state === 'accepting';
+export function onDone(ctx: PoolContext, child: Child, order: number): void {
+  const earlier = order !== (child.orders & 0xffff) || child.state === 'accepting';
   if (child.active < 1) {
     // Like an answer to an order it never got: the child's count and the parent's disagree.
     ctx.counters.invalidFrames++;

@@ -1,10 +1,9 @@
-import { readFileSync } from 'node:fs';
 import { FINAL_METRICS_REPORT, parseMetricsReport, type ChildMetric, type MetricValue } from '../channel/metrics.js';
 import type { Child, ChildState } from './Child.js';
 import { kill } from './children.js';
 import type { PoolContext } from './context.js';
 import { LATENCY_BUCKETS_US, snapshot, type PoolStats } from './stats.js';
-import { isReady } from './status.js';
+import { isReady, processUsage } from './status.js';
 
 /**
  * `GET /metrics`: the pool's own metrics and the children's, in Prometheus' text format as
@@ -40,17 +39,8 @@ interface CollectedMetric extends ChildMetric {
 }
 
 const STATES: readonly Exclude<ChildState, 'exited'>[] = ['starting', 'idle', 'accepting', 'busy', 'stopping'];
-const PAGE_BYTES = 4096;
-
-/** The parent's own resident memory and that of every live child, from /proc (0 where unknown). */
-function residentBytes(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[21]) * PAGE_BYTES || 0;
-  } catch {
-    return 0;
-  }
-}
+/** Resident memory of a process in bytes, 0 where unknown. */
+const residentBytes = (pid: number): number => processUsage(pid)?.rssBytes ?? 0;
 
 /** The key of one series of a metric: its name and labels, label order aside. */
 function seriesKey(value: MetricValue): string {
@@ -90,11 +80,9 @@ export async function createPoolMetrics(ctx: PoolContext, timeoutMs: number): Pr
   let stats: PoolStats = snapshot(ctx);
   let late = 0;
   const own = new client.Registry();
-  const ownNames = new Set<string>();
 
   /** Registers a metric whose values are computed at each scrape from `stats` (set just before). */
   const define = (name: string, help: string, type: ChildMetric['type'], values: () => MetricValue[]) => {
-    ownNames.add(name);
     const metric: CollectedMetric = { name, help, type, aggregator: 'sum', values: [], get: async () => ({ name, help, type, aggregator: 'sum', values: values() }) };
     own.registerMetric(metric as never);
   };
@@ -204,7 +192,8 @@ export async function createPoolMetrics(ctx: PoolContext, timeoutMs: number): Pr
       if ('error' in report) {
         ctx.logger.warn("child's metrics could not be read", { child: child.id, pid: child.pid, error: report.error });
       } else {
-        const mine = report.metrics.filter((metric) => ownNames.has(metric.name) || metric.name.startsWith('prefork_'));
+        // Every name of the pool's own starts so.
+        const mine = report.metrics.filter((metric) => metric.name.startsWith('prefork_'));
         if (mine.length > 0 && !warned.has(child)) {
           warned.add(child);
           ctx.logger.warn("child's metrics named like the pool's are left out of /metrics", { child: child.id, pid: child.pid, metrics: mine.slice(0, 10).map((metric) => metric.name) });

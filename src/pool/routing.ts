@@ -29,7 +29,7 @@ export function routeFrame(ctx: PoolContext, child: Child, type: number, argumen
       onAnswer(ctx, child, false);
       return;
     case Status.DONE:
-      onDone(ctx, child, argument !== (child.orders & 0xffff));
+      onDone(ctx, child, argument);
       return;
     case Status.CHAINED:
       onChained(ctx, child, count);

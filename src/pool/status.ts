@@ -58,18 +58,23 @@ export function isReady(ctx: PoolContext): boolean {
 const TICKS_PER_SECOND = 100;
 const PAGE_BYTES = 4096;
 
-/** RSS (MiB) and CPU time (s) of a process from /proc/PID/stat, or nulls where that is not there. */
-function processUsage(pid: number): { rssMiB: number | null; cpuS: number | null } {
+/** Resident memory (bytes) and CPU time (s) of a process, from /proc/PID/stat; undefined where that is not there. */
+export function processUsage(pid: number): { rssBytes: number; cpuS: number } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces and parentheses).
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const cpu = (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
-    const rss = (Number(fields[21]) * PAGE_BYTES) / (1024 * 1024);
-    return { rssMiB: Math.round(rss * 10) / 10, cpuS: Math.round(cpu * 100) / 100 };
+    return { rssBytes: Number(fields[21]) * PAGE_BYTES, cpuS: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND };
   } catch {
-    return { rssMiB: null, cpuS: null };
+    return undefined;
   }
+}
+
+/** {@link processUsage} as the scoreboard shows it: MiB to a tenth, seconds to a hundredth, nulls where unknown. */
+function scoreboardUsage(pid: number): { rssMiB: number | null; cpuS: number | null } {
+  const usage = processUsage(pid);
+  if (!usage) return { rssMiB: null, cpuS: null };
+  return { rssMiB: Math.round((usage.rssBytes / (1024 * 1024)) * 10) / 10, cpuS: Math.round(usage.cpuS * 100) / 100 };
 }
 
 function childStatus(child: Child, now: number): ChildStatus {
@@ -86,7 +91,7 @@ function childStatus(child: Child, now: number): ChildStatus {
     served: child.served,
     ageS: Math.round((now - child.startedAt) / 100) / 10,
     idleForS: state === 'idle' && child.idleSince > 0 ? Math.round((now - child.idleSince) / 100) / 10 : null,
-    ...processUsage(child.pid),
+    ...scoreboardUsage(child.pid),
   };
 }
 
