@@ -36,7 +36,11 @@ const USAGE = `Usage: node bench/run.mjs [options]     (npm run bench -- [option
                           minute (noisier)
   --rounds N              rounds per server and workload (default 5)
   --duration S            seconds of load per round, whole seconds (default 5)
-  --warmup S              unrecorded seconds of load per server before its first workload (default 1; 0 = none)
+  --warmup S              most unrecorded seconds of load per server before each workload: 2-s
+                          windows until two in a row are each within 3 % of the one before
+                          (default 30, --quick 4; 0 = none). Each child warms its JIT with its share
+                          of the load only, so 8 children take longer than one process to reach
+                          their pace
   --children N            children of every server (default 8)
   --connections N         concurrent clients of the new-connection workloads (default 16)
   --keepalive-connections N  concurrent clients of the keep-alive workloads (default: --children;
@@ -121,7 +125,7 @@ function readOptions() {
     quick,
     rounds: positiveInteger('rounds', parsed.rounds ?? (quick ? '3' : '5')),
     durationS: positiveInteger('duration', parsed.duration ?? (quick ? '1' : '5')),
-    warmupS: positiveInteger('warmup', parsed.warmup ?? '1', 0),
+    warmupS: positiveInteger('warmup', parsed.warmup ?? (quick ? '4' : '30'), 0),
     children: positiveInteger('children', parsed.children ?? '8'),
     connections: positiveInteger('connections', parsed.connections ?? '16'),
     keepaliveConnections: parsed['keepalive-connections'] === undefined ? undefined : positiveInteger('keepalive-connections', parsed['keepalive-connections']),
@@ -239,8 +243,29 @@ async function measureRound(server, workload, settings, generator) {
   return round;
 }
 
-/** Servers that had their warm-up load. */
-const warmedUp = new WeakSet();
+/** Seconds of one warm-up window, and how close two windows' rates must be to end the warm-up. */
+const WARMUP_WINDOW_S = 2;
+const WARMUP_STEADY = 0.03;
+
+/**
+ * Load before a workload's rounds, unrecorded, until the server's rate is steady: 2-s windows until
+ * two in a row are each within 3 % of the one before, for at most `settings.warmupS` seconds. V8 compiles a
+ * process's hot code after enough calls, and every child counts its own: 8 children sharing the
+ * load reach their pace several times later than a single process does, so a fixed second of
+ * warm-up measured mostly the JIT. Returns the windows' rates (for the report).
+ */
+async function warmUp(server, workload, settings, generator) {
+  const rates = [];
+  let spent = 0;
+  while (spent + WARMUP_WINDOW_S <= settings.warmupS) {
+    const result = await runLoad(generator, { url: server.url(workload.path), connections: connectionsOf(workload, settings), threads: settings.threads, durationS: WARMUP_WINDOW_S, close: workload.close });
+    spent += WARMUP_WINDOW_S;
+    rates.push(result.rps);
+    const steady = (index) => index >= 1 && Math.abs(rates[index] - rates[index - 1]) <= WARMUP_STEADY * rates[index - 1];
+    if (steady(rates.length - 1) && steady(rates.length - 2)) break;
+  }
+  return rates;
+}
 
 const MEDIAN_PATHS = [
   'rps',
@@ -271,15 +296,12 @@ const MEDIAN_PATHS = [
 async function runWorkload(name, servers, settings, generator) {
   const workload = WORKLOADS[name];
   log(`${workload.title}: ${servers.map((s) => s.name).join(', ')}; ${connectionsOf(workload, settings)} connections; load average ${loadavg()[0].toFixed(2)}`);
-  if (settings.warmupS > 0) {
-    for (const server of servers) {
-      // Once per server: its code is warm for the next workloads (they share the servers).
-      if (warmedUp.has(server)) continue;
-      warmedUp.add(server);
-      await runLoad(generator, { url: server.url(workload.path), connections: connectionsOf(workload, settings), threads: settings.threads, durationS: settings.warmupS, close: workload.close });
-    }
+  const results = Object.fromEntries(servers.map((server) => [server.name, { rounds: [], warmupRps: [] }]));
+  for (const server of servers) {
+    results[server.name].warmupRps = await warmUp(server, workload, settings, generator);
+    const rates = results[server.name].warmupRps;
+    if (rates.length > 0) log(`  ${name} warm-up ${server.name}: ${rates.map(integer).join(' → ')} req/s (${rates.length * WARMUP_WINDOW_S} s)`);
   }
-  const results = Object.fromEntries(servers.map((server) => [server.name, { rounds: [] }]));
   for (let round = 1; round <= settings.rounds; round++) {
     for (const server of servers) {
       const measured = await measureRound(server, workload, settings, generator);
@@ -423,7 +445,10 @@ function scalingTable(workload) {
 }
 
 function ratioLines(workload) {
-  return Object.entries(workload.ratios).map(([pair, ratio]) => `- ${pair} req/s per round: ${ratio.perRound.map((value) => fixed(value, 2)).join(', ')} (median **${fixed(ratio.median, 2)}**)`);
+  const lines = Object.entries(workload.ratios).map(([pair, ratio]) => `- ${pair} req/s per round: ${ratio.perRound.map((value) => fixed(value, 2)).join(', ')} (median **${fixed(ratio.median, 2)}**)`);
+  const warmups = Object.entries(workload.servers).filter(([, result]) => result.warmupRps?.length > 0);
+  if (warmups.length > 0) lines.push(`- warm-up, req/s per ${WARMUP_WINDOW_S}-s window: ${warmups.map(([name, result]) => `${name} ${result.warmupRps.map(integer).join(' → ')}`).join('; ')}`);
+  return lines;
 }
 
 /** The issue's targets against what was measured; only targets whose inputs were measured. */
@@ -472,7 +497,7 @@ function renderMarkdown(report) {
   );
   out.push(
     `Settings: ${settings.children} children, ${report.load.name} with ${settings.threads} threads, ` +
-      `${settings.rounds} rounds of ${settings.durationS} s per server (medians across rounds), ${settings.warmupS} s warm-up per server; prefork protocol: ${report.preforkProtocol ?? 'n/a'}.`,
+      `${settings.rounds} rounds of ${settings.durationS} s per server (medians across rounds), warm-up before each workload: ${WARMUP_WINDOW_S}-s windows until two in a row are each within ${WARMUP_STEADY * 100} % of the one before, at most ${settings.warmupS} s per server; prefork protocol: ${report.preforkProtocol ?? 'n/a'}.`,
   );
   for (const [name, workload] of Object.entries(report.workloads)) {
     out.push('', `#### ${workload.title}, ${workload.connections} clients`, '', name === 'scaling' ? scalingTable(workload) : serverTable(workload));
