@@ -13,6 +13,10 @@ export interface ChildBootstrap {
   listeners: number;
   /** Requests the handler may run at once. */
   slots: number;
+  /** Connections it may hold at once (`children.connections` where it parks them, else `slots`). */
+  connections: number;
+  /** `acceptChainBatchMs`: how long its handler may take for the connections of a chain batch. */
+  chainBatchMs: number;
   /**
    * Some listeners serve TLS: a pipe follows the listeners (fd 4 + listeners) with their PEM data
    * and the session ticket key (a `TlsBootstrap` in JSON), read to its end at start.

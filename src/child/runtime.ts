@@ -35,6 +35,8 @@ const CHAIN_REPORT_MS = 100;
 const EXHAUSTED: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
 /** Most connections one CHAINED frame reports (its count byte). */
 const CHAIN_REPORT_MAX = 255;
+/** Most connections of its grant a chaining child holds at once (see #batchLimit). */
+const CHAIN_BATCH_MAX = 8;
 
 /**
  * DONE for a connection that came with accept order number `order` (the low 16 bits, in the
@@ -51,6 +53,24 @@ function doneFrame(order: number): Buffer {
 /** A CHAINED report followed by DONE, in one buffer: one write, one wake-up of the parent. */
 function chainedThenDone(listener: number, count: number, order: number): Buffer {
   return Buffer.concat([constantFrame(Status.CHAINED, listener, count), doneFrame(order)]);
+}
+
+/**
+ * The connections of one accept order: the one it brought and those its chain grant brought. The
+ * parent counts one open connection per order; each other connection of the order is reported as
+ * chained (one accepted and one finished, in a CHAINED count) when one of the order's connections
+ * ends while others stay open, and the last to end sends the order's DONE.
+ */
+interface OrderGroup {
+  /** Its accept order's number (see #order). */
+  readonly order: number;
+  /** Its connections still open. */
+  open: number;
+  /**
+   * Of those, how many the parent already counts as chained and finished: reported when the grant
+   * ended (UNCHAINED) while they were open, so that no CHAINED comes after it. They end silently.
+   */
+  prepaid: number;
 }
 
 /**
@@ -89,6 +109,10 @@ export class ChildRuntime {
    * grant runs (a parked keep-alive connection) must not end that grant.
    */
   #order = 0;
+  /** The connections of the last accept order that brought one. */
+  #group: OrderGroup = { order: 0, open: 0, prepaid: 0 };
+  /** The parent counts the current order's grant as running: from the order until its DONE or UNCHAINED. */
+  #grantRunning = false;
   /** Chained connections not yet reported to the parent. */
   #chainUnreported = 0;
   /** Fires CHAIN_REPORT_MS after the first unreported chained connection; re-armed, never reallocated. */
@@ -232,13 +256,63 @@ export class ChildRuntime {
     // The grant holds until it is used up, an accept finds nothing, or the child stops.
     this.#chainLeft = chain;
     this.#chainListener = listener;
+    this.#grantRunning = chain > 0;
     this.#active++;
     this.#connections++;
     this.#order++;
+    const group: OrderGroup = { order: this.#order, open: 1, prepaid: 0 };
+    this.#group = group;
     // Before the answer: the parent reads the page when it answers, and must see the slot taken.
     const reservation = this.#slots?.reserve();
     this.#send(Status.ACCEPTED, listener);
-    this.#serve(connection, listener, reservation, this.#order);
+    this.#serve(connection, listener, reservation, group);
+  }
+
+  /**
+   * How many connections of its grant this child may hold at once. More than one only where it
+   * parks connections (parking HTTP: its request slots bound the handler's requests, whatever it
+   * holds). Taking what waits in one go serves it in the same turns of the event loop, as a single
+   * process does, instead of one connection per turn. The batch is what the handler gets through
+   * within `acceptChainBatchMs` by its recent requests' time in their slot (the median of the
+   * last 8), so that a request
+   * taken early waits about that long for the slot at most; a handler that takes longer (CPU work,
+   * or I/O awaited in its one slot) gets one at a time, and the others stay in the backlog for
+   * other children. Elsewhere a connection holds the child's slot until it closes, so a batch
+   * would be served one connection after another, no sooner than from the backlog.
+   */
+  #batchLimit(): number {
+    const slots = this.#slots;
+    if (slots === undefined) return 1;
+    const held = slots.recentHoldMs();
+    if (!(held > 0)) return 1;
+    return Math.max(1, Math.min(CHAIN_BATCH_MAX, this.#boot.connections, Math.floor(this.#boot.chainBatchMs / held)));
+  }
+
+  /**
+   * Under a chain grant, after one of its connections ended: accepts connections of the grant's
+   * listener by itself while the batch limit allows, without blocking; an accept that finds
+   * nothing ends the grant. Never while the channel's frames are decoded (it reads them). Orders come
+   * before the grant: what the parent sent (an END_CHAIN or STOP of a stop or reload that has
+   * begun) is read before accepting. With a page, only when its ORDERS word says one was sent;
+   * without, a read that usually finds nothing.
+   */
+  #acceptBatch(group: OrderGroup): void {
+    if (this.#chainLeft === 0) return;
+    const limit = this.#batchLimit();
+    while (this.#chainLeft > 0 && group.open < limit) {
+      if (this.#page === undefined || Atomics.exchange(this.#page, PAGE.ORDERS, 0) === 1) this.#channel.drain();
+      if (this.#chainLeft === 0) return;
+      const next = this.#tryAccept(this.#chainListener);
+      if (next < 0) {
+        this.#chainLeft = 0;
+        return;
+      }
+      this.#chainLeft--;
+      this.#connections++;
+      this.#active++;
+      group.open++;
+      this.#serve(next, this.#chainListener, this.#slots?.reserve(), group);
+    }
   }
 
   /** One non-blocking accept on listener `listener`: the connection's fd, or -1 for none. */
@@ -264,13 +338,13 @@ export class ChildRuntime {
     }
   }
 
-  #serve(connection: number, listener: number, reservation: Reservation | undefined, order: number): void {
+  #serve(connection: number, listener: number, reservation: Reservation | undefined, group: OrderGroup): void {
     let socket: Socket;
     try {
       socket = new Socket({ fd: connection, readable: true, writable: true, allowHalfOpen: this.#adapter!.allowHalfOpen === true });
     } catch (error) {
       native.close(connection);
-      this.#serveFailed(error, reservation, order);
+      this.#serveFailed(error, reservation, group);
       return;
     }
     const tls = this.#tls[listener];
@@ -280,65 +354,60 @@ export class ChildRuntime {
       } catch (error) {
         // The socket owns the fd now: destroying it closes it.
         socket.destroy();
-        this.#serveFailed(error, reservation, order);
+        this.#serveFailed(error, reservation, group);
         return;
       }
     }
     this.#adapter!.handle(socket, reservation).then(
-      () => this.#connectionDone(order),
+      () => this.#connectionDone(group),
       (error: unknown) => {
         this.#reportError(error, 'connection');
-        this.#connectionDone(order);
+        this.#connectionDone(group);
       },
     );
   }
 
   /** A connection could not be handed to the adapter: its slot goes back and it counts as done. */
-  #serveFailed(error: unknown, reservation: Reservation | undefined, order: number): void {
+  #serveFailed(error: unknown, reservation: Reservation | undefined, group: OrderGroup): void {
     reservation?.cancel();
     this.#reportError(error, 'accept');
     // Not synchronously: this can run inside the channel's frame decoding (an accept order), and
     // #connectionDone reads the channel again.
-    queueMicrotask(() => this.#connectionDone(order));
+    queueMicrotask(() => this.#connectionDone(group));
   }
 
   /**
-   * A connection is finished. Under a chain grant the child first tries to accept the next
-   * connection itself (without blocking), counted for a CHAINED report; otherwise, or when
-   * nothing waits, it reports what it has not reported yet, then DONE, and the grant ends.
+   * A connection is finished. Under a chain grant the child first accepts what waits itself
+   * (#acceptBatch). While other connections of its order stay open, its end is reported as chained
+   * (batched in a CHAINED count); the last one of the order reports what is unreported, then DONE,
+   * and the grant ends.
    */
-  #connectionDone(order: number): void {
-    if (order !== this.#order) {
+  #connectionDone(group: OrderGroup): void {
+    this.#active--;
+    group.open--;
+    if (group.prepaid > 0) {
+      // Counted as finished when its grant ended early: nothing to report.
+      group.prepaid--;
+    } else if (group !== this.#group) {
       // Parked while later orders came: its end says nothing about the current grant.
-      this.#active--;
-      this.#channel.send(doneFrame(order));
-      if (this.#stopping && this.#active === 0) void this.#finish();
-      return;
-    }
-    // Orders come before the grant: read what the parent sent (an END_CHAIN or STOP of a stop or
-    // reload that has begun) before accepting on our own. With a page, only when its ORDERS word
-    // says one was sent; without, a read that usually finds nothing.
-    if (this.#chainLeft > 0 && (this.#page === undefined || Atomics.exchange(this.#page, PAGE.ORDERS, 0) === 1)) this.#channel.drain();
-    if (this.#chainLeft > 0) {
-      const next = this.#tryAccept(this.#chainListener);
-      if (next >= 0) {
-        this.#chainLeft--;
-        this.#connections++;
+      this.#channel.send(doneFrame(group.order));
+    } else {
+      this.#acceptBatch(group);
+      if (group.open > 0) {
         this.#chainUnreported++;
         if (this.#chainUnreported === 1) this.#chainReportTimer.refresh();
         else if (this.#chainUnreported === CHAIN_REPORT_MAX) this.#reportChained();
-        this.#serve(next, this.#chainListener, this.#slots?.reserve(), order);
         return;
       }
+      this.#grantRunning = false;
       this.#chainLeft = 0;
-    }
-    this.#active--;
-    if (this.#chainUnreported > 0) {
-      // Both frames in one write: one wake-up of the parent.
-      this.#channel.send(chainedThenDone(this.#chainListener, this.#chainUnreported, order));
-      this.#chainUnreported = 0;
-    } else {
-      this.#channel.send(doneFrame(order));
+      if (this.#chainUnreported > 0) {
+        // Both frames in one write: one wake-up of the parent.
+        this.#channel.send(chainedThenDone(this.#chainListener, this.#chainUnreported, group.order));
+        this.#chainUnreported = 0;
+      } else {
+        this.#channel.send(doneFrame(group.order));
+      }
     }
     if (this.#stopping && this.#active === 0) void this.#finish();
   }
@@ -349,8 +418,17 @@ export class ChildRuntime {
    * again instead of waiting for the connection to close.
    */
   #unchain(): void {
-    if (this.#chainLeft === 0) return;
+    if (!this.#grantRunning) return;
+    this.#grantRunning = false;
     this.#chainLeft = 0;
+    // The parent counts one open connection of this order: the others still open are reported
+    // chained now (and end silently), as no CHAINED may follow the grant's end.
+    const group = this.#group;
+    const others = group.open - 1 - group.prepaid;
+    if (others > 0) {
+      group.prepaid += others;
+      this.#chainUnreported += others;
+    }
     if (this.#chainUnreported > 0) this.#reportChained();
     this.#send(Status.UNCHAINED);
   }

@@ -42,6 +42,9 @@ class HeldSlot implements Reservation {
 
 const FREE_FRAME = constantFrame(Status.FREE);
 
+/** How many recent requests' times in their slot a child keeps (see RequestSlots.recentHoldMs). */
+const HOLD_SAMPLES = 8;
+
 /**
  * The child's slots when it parks waiting connections (HTTP with a page): at most `size` requests
  * in the handler at once; a request that finds every slot taken waits, in arrival order, for one
@@ -59,6 +62,10 @@ export class RequestSlots {
   readonly #held: HeldSlot[] = [];
   #graceTimer: NodeJS.Timeout | undefined;
   #busy = 0;
+  /** The recent requests' times in their slot, ms: a ring of HOLD_SAMPLES (see recordHold). */
+  readonly #holds = new Float64Array(HOLD_SAMPLES);
+  #holdNext = 0;
+  #holdCount = 0;
 
   /** `onParked`: a slot freed and its connection stays open, parked (the child's chain grant ends). */
   constructor(size: number, page: Int32Array, send: (frame: Buffer) => void, onParked: () => void) {
@@ -117,6 +124,28 @@ export class RequestSlots {
     } else {
       this.#waiting.push(start);
     }
+  }
+
+  /**
+   * A request's time in its slot, from its handler's call to the end of both the call and the
+   * answer, as the HTTP adapter measured it. The last HOLD_SAMPLES are kept.
+   */
+  recordHold(ms: number): void {
+    this.#holds[this.#holdNext] = ms;
+    this.#holdNext = (this.#holdNext + 1) % HOLD_SAMPLES;
+    if (this.#holdCount < HOLD_SAMPLES) this.#holdCount++;
+  }
+
+  /**
+   * The median of the recent requests' times in their slot ({@link recordHold}), ms; 0 before
+   * the first. A median, so that one request the system preempted does not count as the
+   * handler's pace, while a handler slow half the time is seen as slow.
+   */
+  recentHoldMs(): number {
+    const count = this.#holdCount;
+    if (count === 0) return 0;
+    const sorted = this.#holds.slice(0, count).sort((a, b) => a - b);
+    return sorted[count >> 1]!;
   }
 
   /**

@@ -51,6 +51,7 @@ export function describeConfig(config: ResolvedConfig, plugins: readonly PoolPlu
     ordersPerWakeup: options.ordersPerWakeup,
     acceptChain: options.acceptChain,
     acceptChainChildren: options.acceptChainChildren,
+    acceptChainBatchMs: options.acceptChainBatchMs,
     deferAccept: options.deferAccept,
     tickInterval: options.tickInterval,
     cwd: options.cwd,

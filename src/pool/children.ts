@@ -309,6 +309,8 @@ function childEnv(ctx: PoolContext, id: number, generation: number, parking: boo
     protocolOptions: options.protocolOptions,
     listeners: ctx.listeners.length,
     slots: options.children.slots,
+    connections: parking ? options.children.connections : options.children.slots,
+    chainBatchMs: options.acceptChainBatchMs,
     page: parking,
     tls,
     logLevel: options.logLevel,

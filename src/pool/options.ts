@@ -116,6 +116,16 @@ export interface PoolOptions {
    * @default `os.availableParallelism()`
    */
   acceptChainChildren?: number;
+  /**
+   * A chaining child that parks connections (HTTP on Linux) takes up to 8 waiting connections at
+   * once, as many as its handler's recent requests (the median time in their slot of the last 8)
+   * get through within this many milliseconds: one turn of its event loop then serves several,
+   * as a single process's does, while its slots still run one request at a time. A slower
+   * handler (CPU work, I/O awaited in its slot) takes one at a time, leaving the rest to other
+   * children. 0 = always one at a time.
+   * @default 1
+   */
+  acceptChainBatchMs?: number;
   /** Kernel accept-queue length of each listening socket. @default 511 */
   backlog?: number;
   /** Linux TCP_DEFER_ACCEPT, in seconds: offer a TCP connection only once it has sent data. 0 = off. @default 0 */
@@ -184,6 +194,7 @@ export interface ResolvedPoolOptions {
   ordersPerWakeup: number;
   acceptChain: number;
   acceptChainChildren: number;
+  acceptChainBatchMs: number;
   deferAccept: number;
   children: ChildrenOptions;
   timeouts: TimeoutOptions;
@@ -319,7 +330,7 @@ export function parseListen(spec: ListenSpec, key = 'listen'): ListenTarget {
 }
 
 const POOL_KEYS: ReadonlySet<string> = new Set([
-  'handler', 'listen', 'protocol', 'http', 'scgi', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'deferAccept', 'children', 'timeouts', 'tickInterval', 'status',
+  'handler', 'listen', 'protocol', 'http', 'scgi', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'acceptChainBatchMs', 'deferAccept', 'children', 'timeouts', 'tickInterval', 'status',
   'overload', 'recycle', 'plugins', 'defaultPlugins', 'logger', 'logLevel', 'env', 'execArgv', 'cwd', 'uid', 'gid', 'childStderr',
 ]);
 const CHILDREN_KEYS: ReadonlySet<string> = new Set(Object.keys(CHILDREN_DEFAULTS));
@@ -408,6 +419,7 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
     ordersPerWakeup: integer('ordersPerWakeup', options.ordersPerWakeup, 1, 1, 1024),
     acceptChain: integer('acceptChain', options.acceptChain, 32, 0, 255),
     acceptChainChildren: integer('acceptChainChildren', options.acceptChainChildren, availableParallelism(), 1, 65535),
+    acceptChainBatchMs: integer('acceptChainBatchMs', options.acceptChainBatchMs, 1, 0, 1000),
     deferAccept: integer('deferAccept', options.deferAccept, 0, 0, 3600),
     children,
     timeouts,

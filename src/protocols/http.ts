@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
@@ -364,9 +365,11 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
       connection.handling = true;
       let ended = false;
       let settled = false;
+      const began = performance.now();
       const free = () => {
         if (!ended || !settled) return;
         settled = false;
+        slots.recordHold(performance.now() - began);
         // Kept alive, the connection is parked now; answered `Connection: close`, it is closing.
         slots.release(res.shouldKeepAlive && !socket.destroyed);
       };

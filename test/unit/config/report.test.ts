@@ -49,6 +49,7 @@ describe('describeConfig (prefork check)', () => {
       ordersPerWakeup: 1,
       acceptChain: 32,
       acceptChainChildren: resolved.acceptChainChildren,
+      acceptChainBatchMs: 1,
       deferAccept: 0,
       tickInterval: 1000,
       cwd: '/srv',

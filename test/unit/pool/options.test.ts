@@ -96,6 +96,7 @@ describe('pool options: every default and every refusal, word for word', () => {
       ordersPerWakeup: 1,
       acceptChain: 32,
       acceptChainChildren: availableParallelism(),
+      acceptChainBatchMs: 1,
       deferAccept: 0,
       children: { start: 4, min: 1, max: 32, minSpare: 2, maxSpare: 8, slots: 1, connections: 256 },
       timeouts: { accept: 5000, start: 30000, stop: 30000, drain: 5000, metrics: 1000, heartbeat: 30000, connection: 0 },
@@ -136,6 +137,7 @@ describe('pool options: every default and every refusal, word for word', () => {
       ordersPerWakeup: 1024,
       acceptChain: 0,
       acceptChainChildren: 1,
+      acceptChainBatchMs: 1000,
       deferAccept: 3600,
       tickInterval: 10,
       timeouts: { accept: 1, start: 1, stop: 0, drain: 0, metrics: 1000, heartbeat: 0, connection: 1 },
@@ -160,7 +162,7 @@ describe('pool options: every default and every refusal, word for word', () => {
       { kind: 'systemd' },
       { kind: 'systemd' },
     ]);
-    expect(resolved).toMatchObject({ backlog: 65535, ordersPerWakeup: 1024, acceptChain: 0, acceptChainChildren: 1, deferAccept: 3600, tickInterval: 10, logLevel: 'debug', childStderr: 'inherit', defaultPlugins: false, uid: 0, gid: 0 });
+    expect(resolved).toMatchObject({ backlog: 65535, ordersPerWakeup: 1024, acceptChain: 0, acceptChainChildren: 1, acceptChainBatchMs: 1000, deferAccept: 3600, tickInterval: 10, logLevel: 'debug', childStderr: 'inherit', defaultPlugins: false, uid: 0, gid: 0 });
     expect(resolved.timeouts).toEqual({ accept: 1, start: 1, stop: 0, drain: 0, metrics: 1000, heartbeat: 0, connection: 1 });
     expect(resolved.overload).toEqual({ strategy: 'abrupt', response: 'busy', retryAfter: 3 });
     // Read once, here: the recycling plugin gets these, every default made explicit.
@@ -181,7 +183,7 @@ describe('pool options: every default and every refusal, word for word', () => {
   const refusals: [string, unknown, string][] = [
     ['not an object', 'x', 'options: expected an object, got "x"'],
     ['an array', [], 'options: expected an object, got []'],
-    ['an unknown key', { ...minimal, bogus: 1 }, 'bogus: unknown option (known: handler, listen, protocol, http, scgi, backlog, ordersPerWakeup, acceptChain, acceptChainChildren, deferAccept, children, timeouts, tickInterval, status, overload, recycle, plugins, defaultPlugins, logger, logLevel, env, execArgv, cwd, uid, gid, childStderr)'],
+    ['an unknown key', { ...minimal, bogus: 1 }, 'bogus: unknown option (known: handler, listen, protocol, http, scgi, backlog, ordersPerWakeup, acceptChain, acceptChainChildren, acceptChainBatchMs, deferAccept, children, timeouts, tickInterval, status, overload, recycle, plugins, defaultPlugins, logger, logLevel, env, execArgv, cwd, uid, gid, childStderr)'],
     ['no handler', { listen: ':1' }, 'handler: expected a module path, got undefined'],
     ['an empty handler', { handler: '', listen: ':1' }, 'handler: expected a module path, got ""'],
     ['a cwd that is not a string', { ...minimal, cwd: 5 }, 'cwd: expected a directory path, got 5'],
