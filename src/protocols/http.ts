@@ -298,18 +298,6 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
     }
   };
 
-  const callHandler = (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    try {
-      return Promise.resolve(request(req, res, ctx)).then(
-        () => undefined,
-        (error: unknown) => failRequest(error, res),
-      );
-    } catch (error) {
-      failRequest(error, res);
-      return Promise.resolve();
-    }
-  };
-
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const connection = connections.get(req.socket);
     if (!connection) return; // Not one of ours: cannot happen, the server is private.
@@ -335,8 +323,10 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
     connection.reservation = undefined;
     connection.handling = false;
     const socket = req.socket;
-    enterPhase(connection.transfer, socket, req.complete ? 'handler' : 'body', Date.now());
-    if (!req.complete) req.once('end', () => connection.transfer.phase === 'body' && enterPhase(connection.transfer, socket, 'handler', Date.now()));
+    // A request without a body (most) goes to the handler phase at once, with no listener for its end.
+    const expectsBody = bodyExpected(req);
+    enterPhase(connection.transfer, socket, expectsBody ? 'body' : 'handler', Date.now());
+    if (expectsBody) req.once('end', () => connection.transfer.phase === 'body' && enterPhase(connection.transfer, socket, 'handler', Date.now()));
     // With slots: what the request's slot waits for besides the handler (the end of its answer).
     let answered: (() => void) | undefined;
     // One listener each for the answer's end and its close, whatever needs them.
@@ -377,7 +367,7 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
         ended = true;
         free();
       };
-      void run(connection, req, res).then(() => {
+      run(connection, req, res, () => {
         settled = true;
         // Ended already (the usual case): a pipelined answer waiting behind an earlier one that
         // is still being sent emits 'prefinish' only once its turn comes, and must not hold a slot.
@@ -390,7 +380,7 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
       else slots.acquire(start);
     };
     // The body arrives while the connection is parked: a slow upload holds no slot.
-    if (bodyExpected(req)) void bodyBuffered(req).then(take);
+    if (expectsBody) void bodyBuffered(req).then(take);
     else take();
   });
 
@@ -415,11 +405,34 @@ export const createHttpProtocol: ProtocolFactory<HttpOptions> = ({ handler, ctx,
     }
   }, checkingInterval(settings)).unref();
 
-  const run = (connection: HttpConnection, req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const call = callHandler(req, res);
+  /**
+   * Calls the handler for one request; `settled` runs once the call has settled. A handler that
+   * returns no object (a plain function returning nothing) has settled when it returns: no
+   * promise and no microtask for it. A promise's call is kept in the connection's `calls` until
+   * it settles, so that the connection is finished only after it.
+   */
+  const run = (connection: HttpConnection, req: IncomingMessage, res: ServerResponse, settled?: () => void): void => {
+    let result: unknown;
+    try {
+      result = request(req, res, ctx);
+    } catch (error) {
+      failRequest(error, res);
+      settled?.();
+      return;
+    }
+    if (result === null || (typeof result !== 'object' && typeof result !== 'function')) {
+      settled?.();
+      return;
+    }
+    const call = Promise.resolve(result).then(
+      () => undefined,
+      (error: unknown) => failRequest(error, res),
+    );
     connection.calls.add(call);
-    void call.then(() => connection.calls.delete(call));
-    return call;
+    void call.then(() => {
+      connection.calls.delete(call);
+      settled?.();
+    });
   };
 
   /** Calls `upgrade` or `connect`; a throw or rejection is reported and cuts the connection (nothing else can say it failed). */
