@@ -36,7 +36,7 @@ const EXHAUSTED: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', '
 /** Most connections one CHAINED frame reports (its count byte). */
 const CHAIN_REPORT_MAX = 255;
 /** Most connections of its grant a chaining child holds at once (see #batchLimit). */
-const CHAIN_BATCH_MAX = 8;
+const CHAIN_BATCH_MAX = 16;
 
 /**
  * DONE for a connection that came with accept order number `order` (the low 16 bits, in the

@@ -117,7 +117,7 @@ export interface PoolOptions {
    */
   acceptChainChildren?: number;
   /**
-   * A chaining child that parks connections (HTTP on Linux) takes up to 8 waiting connections at
+   * A chaining child that parks connections (HTTP on Linux) takes up to 16 waiting connections at
    * once, as many as its handler's recent requests (the median time in their slot of the last 8)
    * get through within this many milliseconds: one turn of its event loop then serves several,
    * as a single process's does, while its slots still run one request at a time. A slower
