@@ -72,7 +72,7 @@ export interface PreforkConfig {
   ordersPerWakeup?: number;
   /** Follow-on accepts a child may make by itself per accept order (see PoolOptions). 0 = every accept ordered. @default 32 */
   acceptChain?: number;
-  /** Most children holding a chain grant at once (see PoolOptions). @default the number of CPUs */
+  /** Most children holding a chain grant at once (see PoolOptions). @default twice the number of CPUs */
   acceptChainChildren?: number;
   /** How long a chaining child's handler may take for the waiting connections it takes at once (see PoolOptions). 0 = one at a time. @default 1 */
   acceptChainBatchMs?: number;

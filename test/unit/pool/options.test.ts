@@ -95,7 +95,7 @@ describe('pool options: every default and every refusal, word for word', () => {
       backlog: 511,
       ordersPerWakeup: 1,
       acceptChain: 32,
-      acceptChainChildren: availableParallelism(),
+      acceptChainChildren: 2 * availableParallelism(),
       acceptChainBatchMs: 1,
       deferAccept: 0,
       children: { start: 4, min: 1, max: 32, minSpare: 2, maxSpare: 8, slots: 1, connections: 256 },
