@@ -32,8 +32,8 @@ const WORKLOADS = {
 const SERVER_NAMES = ['prefork', 'cluster', 'single', 'gunicorn', 'prefork-abrupt'];
 const USAGE = `Usage: node bench/run.mjs [options]     (npm run bench -- [options] builds first)
 
-  --quick                 3 rounds of 1 s, no prefork-abrupt, scaling up to 64 children: about a
-                          minute (noisier)
+  --quick                 3 rounds of 1 s, at most 4 s of warm-up, no prefork-abrupt, scaling up to
+                          64 children (noisier)
   --rounds N              rounds per server and workload (default 5)
   --duration S            seconds of load per round, whole seconds (default 5)
   --warmup S              most unrecorded seconds of load per server before each workload: 2-s
