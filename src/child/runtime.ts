@@ -62,7 +62,7 @@ function chainedThenDone(listener: number, count: number, order: number): Buffer
  * ends while others stay open, and the last to end sends the order's DONE.
  */
 interface OrderGroup {
-  /** Its accept order's number (see #order). */
+  /** Its accept order's number: the orders that brought a connection, counted from 1 (the parent counts the same). */
   readonly order: number;
   /** Its connections still open. */
   open: number;
@@ -104,12 +104,10 @@ export class ChildRuntime {
   /** The listener of the current chain grant. */
   #chainListener = 0;
   /**
-   * The number of the last accept order that brought a connection. A connection (and the ones its
-   * grant chained) belongs to its order; one of an earlier order that ends while a later order's
-   * grant runs (a parked keep-alive connection) must not end that grant.
+   * The connections of the last accept order that brought one; its `order` counts those orders. A
+   * connection (and the ones its grant chained) belongs to its order; one of an earlier order that
+   * ends while a later order's grant runs (a parked keep-alive connection) must not end that grant.
    */
-  #order = 0;
-  /** The connections of the last accept order that brought one. */
   #group: OrderGroup = { order: 0, open: 0, prepaid: 0 };
   /** The parent counts the current order's grant as running: from the order until its DONE or UNCHAINED. */
   #grantRunning = false;
@@ -259,8 +257,7 @@ export class ChildRuntime {
     this.#grantRunning = chain > 0;
     this.#active++;
     this.#connections++;
-    this.#order++;
-    const group: OrderGroup = { order: this.#order, open: 1, prepaid: 0 };
+    const group: OrderGroup = { order: this.#group.order + 1, open: 1, prepaid: 0 };
     this.#group = group;
     // Before the answer: the parent reads the page when it answers, and must see the slot taken.
     const reservation = this.#slots?.reserve();

@@ -1,9 +1,11 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ChildExitInfo, ChildInfo } from '../../src/pool/Child.js';
 import type { Pool } from '../../src/pool/Pool.js';
+import { fetchAnswer } from './protocols/client.js';
 import { accepted, command, fixture, nextHook, readLine, served, startPool, stopPools, target, until, waitFor } from '../helpers.js';
 
 afterEach(stopPools);
@@ -274,20 +276,17 @@ describe('chain grants (acceptChain)', () => {
   });
 });
 
-/** One HTTP/1.1 request on a new connection; resolves with the socket and the parsed JSON answer once its body is in. */
-async function httpGet(pool: Pool, path: string, keepAlive = false): Promise<{ socket: net.Socket; answer: { pid: number; requests: number; connections: number } }> {
-  const socket = net.connect(target(pool));
-  await once(socket, 'connect');
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: test\r\n${keepAlive ? '' : 'Connection: close\r\n'}\r\n`);
-  let text = '';
-  socket.setEncoding('latin1');
-  for await (const chunk of socket) {
-    text += chunk as string;
-    const head = text.indexOf('\r\n\r\n');
-    const length = /content-length: (\d+)/i.exec(text)?.[1];
-    if (head >= 0 && length !== undefined && text.length >= head + 4 + Number(length)) break;
-  }
-  return { socket, answer: JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { pid: number; requests: number; connections: number } };
+/** What the batch-app fixture answers. */
+interface BatchAnswer {
+  pid: number;
+  requests: number;
+  connections: number;
+}
+
+/** One request to the batch-app fixture on a new connection (kept alive only by `agent`); resolves with its answer. */
+async function askApp(pool: Pool, path: string, agent?: http.Agent): Promise<BatchAnswer> {
+  const answer = await fetchAnswer(pool.addresses()[0]!.port, path, { agent });
+  return JSON.parse(answer.body.toString()) as BatchAnswer;
 }
 
 describe('chain batches (parking HTTP)', () => {
@@ -295,25 +294,26 @@ describe('chain batches (parking HTTP)', () => {
   const HTTP_ONE_CHILD = { handler: fixture('batch-app.mjs'), protocol: 'http' as const, children: ONE_CHILD, acceptChainBatchMs: 1000 };
   const WARM_REQUESTS = 20;
   /** How many connections the child had accepted beyond those it had served, at the most, when it answered one of `answers`. */
-  const ahead = (answers: { answer: { requests: number; connections: number } }[]) => Math.max(...answers.map(({ answer }) => answer.connections - answer.requests));
+  const ahead = (answers: BatchAnswer[]) => Math.max(...answers.map((answer) => answer.connections - answer.requests));
 
   /**
    * Freezes the pool's only child in the handler of a connection, queues `count` clients in the
    * kernel's accept queue (handshake done, request sent, `path` on each), continues the child, and
    * resolves with their answers in client order. The frozen connection then ends first, with the
-   * others waiting: its grant decides how the child takes them.
+   * others waiting: its grant decides how the child takes them. With `agent` (keep-alive) the
+   * clients' connections stay open.
    */
-  async function queueBehindFrozen(pool: Pool, count: number, path: string, keepAlive = false) {
+  async function queueBehindFrozen(pool: Pool, count: number, path: string, agent?: http.Agent): Promise<BatchAnswer[]> {
     // The child learns how long its handler takes (the first requests of a new process run cold).
-    for (let i = 0; i < WARM_REQUESTS; i++) (await httpGet(pool, path)).socket.destroy();
+    for (let i = 0; i < WARM_REQUESTS; i++) await askApp(pool, path);
     const pid = pool.children()[0]!.pid;
-    const frozen = httpGet(pool, '/freeze');
+    const frozen = askApp(pool, '/freeze');
     await until(() => /\nState:\s+T/.test(readFileSync(`/proc/${pid}/status`, 'utf8')), 5000, 'the child to stop');
-    const clients = Array.from({ length: count }, () => httpGet(pool, path, keepAlive));
+    const clients = Array.from({ length: count }, () => askApp(pool, path, agent));
     // Their handshakes complete in the kernel while the child is stopped.
     await until(() => acceptQueue(pool) >= count, 5000, `${count} connections in the accept queue`);
     process.kill(pid, 'SIGCONT');
-    (await frozen).socket.destroy();
+    await frozen;
     return Promise.all(clients);
   }
 
@@ -327,10 +327,11 @@ describe('chain batches (parking HTTP)', () => {
   async function batchedBehindFrozen(pool: Pool, count: number, path: string, keepAlive = false) {
     let made = 0;
     for (let attempt = 1; ; attempt++) {
-      const answers = await queueBehindFrozen(pool, count, path, keepAlive);
+      const agent = keepAlive ? new http.Agent({ keepAlive: true }) : undefined;
+      const answers = await queueBehindFrozen(pool, count, path, agent);
       made += WARM_REQUESTS + 1 + count;
-      if (ahead(answers) > 0 || attempt === 3) return { answers, made };
-      for (const { socket } of answers) socket.destroy();
+      if (ahead(answers) > 0 || attempt === 3) return { answers, made, agent };
+      agent?.destroy();
     }
   }
 
@@ -342,7 +343,6 @@ describe('chain batches (parking HTTP)', () => {
     // A request found connections accepted after its own and not served yet: a batch, not one
     // per turn (how many at once depends on the handler's time in this test's child).
     expect(ahead(answers)).toBeGreaterThan(0);
-    for (const { socket } of answers) socket.destroy();
     await served(pool, total);
     expect(pool.stats().connections).toMatchObject({ accepted: total, served: total, lost: 0 });
     expect(pool.stats().invalidFrames).toBe(0);
@@ -355,7 +355,6 @@ describe('chain batches (parking HTTP)', () => {
     const pool = await startPool(defaults);
     const answers = await queueBehindFrozen(pool, 5, '/?spin=2');
     expect(ahead(answers)).toBe(0);
-    for (const { socket } of answers) socket.destroy();
     const total = WARM_REQUESTS + 6;
     await served(pool, total);
     expect(pool.stats().connections).toMatchObject({ accepted: total, served: total, lost: 0 });
@@ -365,20 +364,18 @@ describe('chain batches (parking HTTP)', () => {
     const pool = await startPool({ ...HTTP_ONE_CHILD, acceptChainBatchMs: 0 });
     const answers = await queueBehindFrozen(pool, 5, '/');
     expect(ahead(answers)).toBe(0);
-    for (const { socket } of answers) socket.destroy();
     await served(pool, WARM_REQUESTS + 6);
   });
 
   it('a batch of keep-alive connections parks: the grant ends with the first, the others end silently, the last one reports DONE', async () => {
     const pool = await startPool(HTTP_ONE_CHILD);
-    const { answers, made } = await batchedBehindFrozen(pool, 4, '/', true);
+    const { answers, made, agent } = await batchedBehindFrozen(pool, 4, '/', true);
     expect(ahead(answers)).toBeGreaterThan(0);
     // All four are parked in the child now; the parent must see it able to take more.
     await until(() => pool.children()[0]!.state === 'idle', 5000, 'the child to be idle with its parked connections');
-    const more = await httpGet(pool, '/');
-    expect(more.answer.pid).toBe(answers[0]!.answer.pid);
-    more.socket.destroy();
-    for (const { socket } of answers) socket.destroy();
+    const more = await askApp(pool, '/');
+    expect(more.pid).toBe(answers[0]!.pid);
+    agent!.destroy();
     const total = made + 1;
     await served(pool, total);
     expect(pool.stats().connections).toMatchObject({ accepted: total, served: total, lost: 0 });
