@@ -7,6 +7,7 @@ import { PreforkError, toError } from '../errors.js';
 import { LOG_LEVEL_RANK } from '../logger.js';
 import * as native from '../native/index.js';
 import { protocolFactory } from '../protocols/index.js';
+import { whenClosed } from '../protocols/sockets.js';
 import type { ChildBootstrap } from './bootstrap.js';
 import { RequestSlots, type Reservation } from './slots.js';
 import { HandlerMetrics } from './metrics.js';
@@ -113,6 +114,11 @@ export class ChildRuntime {
   #grantRunning = false;
   /** Chained connections not yet reported to the parent. */
   #chainUnreported = 0;
+  /**
+   * Sockets of finished connections that are still open: their side ended, waiting (a bounded
+   * while, see ProtocolAdapter.handle) for the peer to close. The child exits only after them.
+   */
+  readonly #lingering = new Set<Socket>();
   /** Fires CHAIN_REPORT_MS after the first unreported chained connection; re-armed, never reallocated. */
   readonly #chainReportTimer = setTimeout(() => {
     if (this.#chainUnreported > 0) this.#reportChained();
@@ -356,12 +362,23 @@ export class ChildRuntime {
       }
     }
     this.#adapter!.handle(socket, reservation).then(
-      () => this.#connectionDone(group),
+      () => {
+        this.#keepLingering(socket);
+        this.#connectionDone(group);
+      },
       (error: unknown) => {
         this.#reportError(error, 'connection');
+        this.#keepLingering(socket);
         this.#connectionDone(group);
       },
     );
+  }
+
+  /** A finished connection's socket still open, waiting for its peer's close: the child exits only after it. */
+  #keepLingering(socket: Socket): void {
+    if (socket.closed) return;
+    this.#lingering.add(socket);
+    socket.once('close', () => this.#lingering.delete(socket));
   }
 
   /** A connection could not be handed to the adapter: its slot goes back and it counts as done. */
@@ -460,6 +477,9 @@ export class ChildRuntime {
   async #finish(): Promise<void> {
     if (this.#exiting) return;
     this.#exiting = true;
+    // Exiting would close them with what the peer still sends unread: a reset, which can destroy
+    // the end of an answer before the peer has read it.
+    if (this.#lingering.size > 0) await Promise.all([...this.#lingering].map(whenClosed));
     try {
       await this.#handler.close?.(this.#ctx);
     } catch (error) {

@@ -82,8 +82,11 @@ export type ErrorReporter = (error: unknown, where: string) => void;
  */
 export interface ProtocolAdapter {
   /**
-   * Serves one accepted connection. Resolves when the connection is finished: the socket is closed
-   * and every handler call it caused has settled. Never rejects: errors go to the reporter. With
+   * Serves one accepted connection. Resolves when the connection is finished: every handler call
+   * it caused has settled and the socket is closed, or its side has ended (written out) and the
+   * adapter leaves it to the peer's close for a bounded while (LINGER_MS), after which it destroys
+   * it. The child takes its next connection then, and exits only once such a socket has closed.
+   * Never rejects: errors go to the reporter. With
    * {@link ProtocolContext.slots}, `reservation` is the slot the child took for the connection's
    * first request as it accepted it.
    */

@@ -6,7 +6,7 @@ import { TLSSocket } from 'node:tls';
 import { PreforkError } from '../errors.js';
 import { describe, MAX_TIMER_MS, TIMER_LIMIT } from '../pool/optionChecks.js';
 import type { Reservation } from '../child/slots.js';
-import { resetAndDestroy } from './sockets.js';
+import { resetAndDestroy, whenClosed } from './sockets.js';
 import { bodyBuffered, bodyExpected, enterPhase, enterSend, expiredPhase, newTransfer, type TransferLimits, type TransferState } from './httpLimits.js';
 import type { ProtocolFactory, UpgradeHandler } from '../child/types.js';
 
@@ -554,12 +554,6 @@ function isWebSocketUpgrade(req: IncomingMessage): boolean {
   const upgrade = req.headers.upgrade;
   if (upgrade === undefined || !/(^|,)\s*upgrade\s*(,|$)/i.test(String(req.headers.connection ?? ''))) return false;
   return /(^|,)\s*websocket\s*(,|$)/i.test(upgrade);
-}
-
-/** Resolves once the socket has emitted 'close' (at once if it already has). */
-export function whenClosed(socket: Socket): Promise<void> {
-  if (socket.closed) return Promise.resolve();
-  return new Promise((resolve) => socket.once('close', () => resolve()));
 }
 
 /** Resolves once every promise of the set has settled, including ones added while waiting. */

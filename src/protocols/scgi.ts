@@ -2,7 +2,8 @@ import { IncomingMessage, ServerResponse, STATUS_CODES } from 'node:http';
 import { isIP, type Socket } from 'node:net';
 import { PreforkError } from '../errors.js';
 import type { ChildContext, ErrorReporter, Logger, RequestHandler, ProtocolFactory } from '../child/types.js';
-import { readIntegerOptions, whenClosed } from './http.js';
+import { readIntegerOptions } from './http.js';
+import { LINGER_MS, whenClosed, whenEnded } from './sockets.js';
 import { DEFAULT_MAX_HEADER_SIZE, ScgiParser, ScgiProtocolError, quote, type ScgiHead, type ScgiParsed } from './scgiParser.js';
 
 export { ScgiParser, ScgiProtocolError, parseScgiHeaders, type ScgiHead, type ScgiParsed } from './scgiParser.js';
@@ -41,13 +42,6 @@ const SCGI_OPTION_RULES = {
   headerTimeout: { default: 10_000, min: 0, unit: 'ms' },
   bodyTimeout: { default: 30_000, min: 0, unit: 'ms' },
 } as const;
-
-/**
- * After the answer is complete, the connection stays open this long at most for the peer to close
- * it. Reading what it still sends in that time, instead of closing at once, keeps the kernel from
- * answering unread input with a reset that could destroy the answer before the peer read it.
- */
-const LINGER_TIMEOUT = 2_000;
 
 /** The request a handler receives from the SCGI protocol: an IncomingMessage plus the raw variables. */
 export interface ScgiRequest extends IncomingMessage {
@@ -205,7 +199,7 @@ interface ScgiService {
 
 /** One SCGI connection: one request, from the first byte to the close. */
 class ScgiConnection {
-  /** Resolves once the socket is closed and the handler call has settled. */
+  /** Resolves once the socket is closed or ended (its answer written out) and the handler call has settled. */
   readonly finished: Promise<void>;
   readonly #socket: Socket;
   readonly #service: ScgiService;
@@ -237,10 +231,10 @@ class ScgiConnection {
         service.settings.headerTimeout,
       );
     }
-    this.finished = whenClosed(socket).then(() => {
-      this.#cleanUp();
-      return this.#call;
-    });
+    void whenClosed(socket).then(() => this.#cleanUp());
+    // Once the answer is written and the socket ended, the peer's close is awaited off the
+    // child's count (#close bounds it): the child takes its next connection meanwhile.
+    this.finished = whenEnded(socket).then(() => this.#call);
   }
 
   #receive(chunk: Buffer): void {
@@ -376,7 +370,7 @@ class ScgiConnection {
   /** Ends the answer and gives the peer a little while to close its side. */
   #close(): void {
     if (!this.#socket.writableEnded) this.#socket.end();
-    this.#lingerTimer ??= setTimeout(() => this.#socket.destroy(), LINGER_TIMEOUT);
+    this.#lingerTimer ??= setTimeout(() => this.#socket.destroy(), LINGER_MS);
   }
 
   #cleanUp(): void {

@@ -23,3 +23,42 @@ export function resetAndDestroy(socket: Socket): void {
   tcp.resetAndDestroy();
   socket.destroy();
 }
+
+/** Resolves once the socket has emitted 'close' (at once if it already has). */
+export function whenClosed(socket: Socket): Promise<void> {
+  if (socket.closed) return Promise.resolve();
+  return new Promise((resolve) => socket.once('close', () => resolve()));
+}
+
+/**
+ * How long a connection whose side the server has ended stays open for its peer to close it,
+ * once it no longer holds the child: what the peer still sends is read instead of answered with a
+ * reset, which could destroy the end of the answer before the peer read it.
+ */
+export const LINGER_MS = 2_000;
+
+/**
+ * Resolves once the server is done with the connection's socket: it closed, or its side has ended
+ * and everything written is with the kernel ('finish'). A socket nobody reads is resumed then, so
+ * that the peer's close is seen.
+ */
+export function whenEnded(socket: Socket): Promise<void> {
+  if (socket.closed || socket.writableFinished) return Promise.resolve();
+  return new Promise((resolve) => {
+    socket.once('close', () => resolve());
+    socket.once('finish', () => {
+      if (socket.readableFlowing !== true) socket.resume();
+      resolve();
+    });
+  });
+}
+
+/**
+ * Leaves an ended socket to its peer's close, for LINGER_MS at most, then destroys it. Its end
+ * has been written, so the destroy loses nothing the server said.
+ */
+export function linger(socket: Socket): void {
+  if (socket.closed) return;
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  socket.once('close', () => clearTimeout(timer));
+}
