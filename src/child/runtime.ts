@@ -1,4 +1,4 @@
-import { Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { Channel } from '../channel/Channel.js';
 import { pathToFileURL } from 'node:url';
 import { constantFrame, encodeFrame, FRAME_HEADER_SIZE, Order, Status, type FrameType } from '../channel/frames.js';
@@ -10,6 +10,7 @@ import { protocolFactory } from '../protocols/index.js';
 import { whenClosed } from '../protocols/sockets.js';
 import type { ChildBootstrap } from './bootstrap.js';
 import { RequestSlots, type Reservation } from './slots.js';
+import { AcceptedSockets } from './accepted.js';
 import { HandlerMetrics } from './metrics.js';
 import { FINAL_METRICS_REPORT } from '../channel/metrics.js';
 import { PAGE } from '../channel/page.js';
@@ -119,6 +120,8 @@ export class ChildRuntime {
    * while, see ProtocolAdapter.handle) for the peer to close. The child exits only after them.
    */
   readonly #lingering = new Set<Socket>();
+  /** Makes the sockets of accepted connections. */
+  readonly #sockets = new AcceptedSockets();
   /** Fires CHAIN_REPORT_MS after the first unreported chained connection; re-armed, never reallocated. */
   readonly #chainReportTimer = setTimeout(() => {
     if (this.#chainUnreported > 0) this.#reportChained();
@@ -344,7 +347,7 @@ export class ChildRuntime {
   #serve(connection: number, listener: number, reservation: Reservation | undefined, group: OrderGroup): void {
     let socket: Socket;
     try {
-      socket = new Socket({ fd: connection, readable: true, writable: true, allowHalfOpen: this.#adapter!.allowHalfOpen === true });
+      socket = this.#sockets.socket(connection, listener, this.#adapter!.allowHalfOpen === true);
     } catch (error) {
       native.close(connection);
       this.#serveFailed(error, reservation, group);

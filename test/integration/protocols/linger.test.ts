@@ -50,7 +50,7 @@ describe('a connection whose side the server ended no longer holds its child', (
     // The first connection is still open on the child's side: what its client sends is read.
     first.socket.write('late\n');
     await until(() => pool.logged.lines.some((line) => line.message === 'read after the end'), 5000, 'the late bytes read');
-    const port = target(pool).port as number;
+    const port = pool.addresses()[0]!.port!;
     expect(serverEnd(port, first.socket.localPort!)).toEqual({ held: true });
     // A client that never closes: the child closes its descriptor after the linger (2 s).
     await until(() => serverEnd(port, first.socket.localPort!)?.held !== true, 8000, "the child's descriptor of the lingering connection closed");
@@ -79,7 +79,7 @@ describe('a connection whose side the server ended no longer holds its child', (
     const second = await untilServerEnds(pool, scgiRequest('/second'));
     expect(second.text).toBe(first.text);
     // Answered while the child still held the first connection, not after its linger ran out.
-    expect(serverEnd(target(pool).port as number, first.socket.localPort!)).toEqual({ held: true });
+    expect(serverEnd(pool.addresses()[0]!.port!, first.socket.localPort!)).toEqual({ held: true });
     first.socket.destroy();
     second.socket.destroy();
   });
