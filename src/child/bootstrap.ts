@@ -17,6 +17,8 @@ export interface ChildBootstrap {
   connections: number;
   /** `acceptChainBatchMs`: how long its handler may take for the connections of a chain batch. */
   chainBatchMs: number;
+  /** It inherited the SCHED_BATCH the parent switched to (`parentScheduling`): put every thread back to SCHED_OTHER. */
+  restoreScheduling: boolean;
   /**
    * Some listeners serve TLS: a pipe follows the listeners (fd 4 + listeners) with their PEM data
    * and the session ticket key (a `TlsBootstrap` in JSON), read to its end at start.

@@ -120,6 +120,8 @@ export class ChildRuntime {
    * while, see ProtocolAdapter.handle) for the peer to close. The child exits only after them.
    */
   readonly #lingering = new Set<Socket>();
+  /** Why the inherited SCHED_BATCH could not be put back (logged once the handler's logger exists). */
+  #schedulingError: string | undefined;
   /** Makes the sockets of accepted connections. */
   readonly #sockets = new AcceptedSockets();
   /** Fires CHAIN_REPORT_MS after the first unreported chained connection; re-armed, never reallocated. */
@@ -129,6 +131,9 @@ export class ChildRuntime {
 
   constructor(boot: ChildBootstrap) {
     this.#boot = boot;
+    // First: every thread of this process (V8's and libuv's too) runs as it would under a parent
+    // that kept its policy; the handler's own subprocesses inherit this.
+    if (boot.restoreScheduling) this.#schedulingError = native.setSchedPolicy('other', true);
     // Inherited descriptors arrive without close-on-exec; the handler's own subprocesses must not
     // inherit the listening sockets or the control channel.
     native.setCloexec(CHANNEL_FD, true);
@@ -158,6 +163,7 @@ export class ChildRuntime {
   /** Loads the handler, runs `init`, creates the protocol adapter and reports READY. */
   async start(): Promise<void> {
     this.#ctx = this.#createContext();
+    if (this.#schedulingError !== undefined) this.#ctx.logger.warn('could not put this child back to SCHED_OTHER: it runs as SCHED_BATCH, as the parent does', { code: this.#schedulingError });
     // Ctrl-C in a terminal (and a hang-up) reach the whole process group; the parent alone
     // decides when children stop, so busy connections are not cut by a keystroke.
     process.on('SIGINT', () => {});

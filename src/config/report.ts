@@ -52,6 +52,7 @@ export function describeConfig(config: ResolvedConfig, plugins: readonly PoolPlu
     acceptChain: options.acceptChain,
     acceptChainChildren: options.acceptChainChildren,
     acceptChainBatchMs: options.acceptChainBatchMs,
+    parentScheduling: options.parentScheduling,
     deferAccept: options.deferAccept,
     tickInterval: options.tickInterval,
     cwd: options.cwd,

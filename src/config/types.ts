@@ -76,6 +76,8 @@ export interface PreforkConfig {
   acceptChainChildren?: number;
   /** How long a chaining child's handler may take for the waiting connections it takes at once (see PoolOptions). 0 = one at a time. @default 1 */
   acceptChainBatchMs?: number;
+  /** The parent's scheduling policy while it runs (Linux, see PoolOptions): SCHED_BATCH, or as started. @default "batch" */
+  parentScheduling?: 'batch' | 'normal';
   /** Linux TCP_DEFER_ACCEPT in seconds: wake only once a TCP client has sent data. 0 = off. @default 0 */
   deferAccept?: number;
   /** Milliseconds between two maintenance ticks of the parent (spawning policy, recycling). @default 1000 */

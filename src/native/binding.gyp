@@ -9,7 +9,7 @@
   "targets": [
     {
       "target_name": "prefork",
-      "sources": ["prefork.c", "listener.c", "accept.c", "watcher.c", "lifeline.c", "page.c", "conn.c"],
+      "sources": ["prefork.c", "listener.c", "accept.c", "watcher.c", "lifeline.c", "page.c", "conn.c", "sched.c"],
       "defines": ["NAPI_VERSION=8"],
       "conditions": [["portable==1", { "defines": ["PREFORK_PORTABLE"] }]],
       # Node's common.gypi silences unused parameters and asks for -O3; we want all of -Wextra and

@@ -5,6 +5,7 @@
 import { PreforkError } from '../errors.js';
 import type { AcceptQueue } from './accept.js';
 import type { ListenerInfo, SocketInfo } from './listeners.js';
+import type { SchedPolicy } from './sched.js';
 import { loadAddon } from './load.js';
 import type { Watcher } from './watcher.js';
 
@@ -40,6 +41,8 @@ export interface NativeBinding {
   close(fd: number): void;
   createWatcher(fd: number, onEvents: (events: number) => void): NativeWatcher;
   startLifeline(parentPid: number, listenerFds: number[], graceMs: number): void;
+  schedPolicy(): SchedPolicy;
+  setSchedPolicy(policy: 'other' | 'batch', everyThread: boolean): void;
   readonly features: NativeFeatures;
 }
 
@@ -58,6 +61,8 @@ export interface NativeFeatures {
   holdNewConnections: boolean;
   /** Pages shared with each child (Linux memfd): HTTP children park waiting connections. */
   pages: boolean;
+  /** Scheduling policies (Linux): the parent's main thread runs as SCHED_BATCH (`parentScheduling`). */
+  schedBatch: boolean;
   /** Built with PREFORK_PORTABLE: the fallbacks forced on a system that has the fast paths. */
   portable: boolean;
 }

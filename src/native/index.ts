@@ -39,3 +39,4 @@ export {
 export { accept, acceptAndClose, acceptQueue, acceptQueueLength, bytesAcked, readable, tcpNoDelay, type AcceptQueue } from './accept.js';
 export { close, createPage, mapPage, read, setCloexec, setNonblocking, socketpair, startLifeline, write } from './fds.js';
 export { READABLE, WRITABLE, createWatcher, type Watcher } from './watcher.js';
+export { schedPolicy, setSchedPolicy, type SchedPolicy } from './sched.js';

@@ -137,6 +137,11 @@ static napi_status create_features(napi_env env, napi_value *result) {
 #else
       {"pages", false},
 #endif
+#ifdef PREFORK_HAVE_SCHED_BATCH
+      {"schedBatch", true},
+#else
+      {"schedBatch", false},
+#endif
 #ifdef PREFORK_PORTABLE
       {"portable", true},
 #else
@@ -193,6 +198,8 @@ NAPI_MODULE_INIT() {
       {"close", NULL, prefork_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"createWatcher", NULL, prefork_create_watcher, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startLifeline", NULL, prefork_start_lifeline, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"schedPolicy", NULL, prefork_sched_policy, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setSchedPolicy", NULL, prefork_set_sched_policy, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   PREFORK_CALL(env, napi_define_properties(env, exports, sizeof functions / sizeof functions[0],
                                            functions));

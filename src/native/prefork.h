@@ -29,6 +29,8 @@
  * PREFORK_HAVE_TCP_INFO    the accept queue of a TCP listener from TCP_INFO (Linux aliases two
  *                          fields to it on a LISTEN socket); elsewhere the queue is unknown.
  * PREFORK_HAVE_DEFER_ACCEPT  TCP_DEFER_ACCEPT; elsewhere `deferAccept` is accepted and has no effect.
+ * PREFORK_HAVE_SCHED_BATCH  SCHED_BATCH for the parent's main thread (sched.c); elsewhere the
+ *                          parent's scheduling is left as it is.
  * PREFORK_SEND_FLAGS       MSG_NOSIGNAL where it exists; elsewhere 0, which is safe because Node
  *                          ignores SIGPIPE in every process it runs.
  */
@@ -40,6 +42,7 @@
 #define PREFORK_HAVE_DEFER_ACCEPT 1
 #define PREFORK_HAVE_SOCKET_FILTER 1
 #define PREFORK_HAVE_PAGE 1
+#define PREFORK_HAVE_SCHED_BATCH 1
 #endif
 #if !defined(PREFORK_PORTABLE) && defined(MSG_NOSIGNAL)
 #define PREFORK_SEND_FLAGS MSG_NOSIGNAL
@@ -139,5 +142,7 @@ napi_value prefork_create_watcher(napi_env env, napi_callback_info info);
 
 /* lifeline.c */
 napi_value prefork_start_lifeline(napi_env env, napi_callback_info info);
+napi_value prefork_sched_policy(napi_env env, napi_callback_info info);
+napi_value prefork_set_sched_policy(napi_env env, napi_callback_info info);
 
 #endif

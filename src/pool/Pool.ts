@@ -15,6 +15,7 @@ import { warnExpiringCertificates } from './tls.js';
 import { startStatusServer } from './status.js';
 import { resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options.js';
 import { retryVetoed } from './overload.js';
+import { enterBatchScheduling } from './scheduling.js';
 import { shutdown } from './shutdown.js';
 import { LatencyRecorder, snapshot, type PoolStats } from './stats.js';
 
@@ -123,6 +124,7 @@ export class Pool {
       childEntry: findChildEntry(),
       tickTimer: undefined,
       watchdogTimer: undefined,
+      batchScheduling: false,
     };
     this.#ctx.current = this.#applyPlugins(resolved);
   }
@@ -149,6 +151,11 @@ export class Pool {
       throw error;
     }
     warnExpiringCertificates(ctx.logger, ctx.options.tls);
+    // Before the first fork: a child must know whether it inherits a switched policy.
+    if (ctx.options.parentScheduling === 'batch') {
+      ctx.batchScheduling = true;
+      enterBatchScheduling(ctx.logger);
+    }
     this.#armTimers();
     this.hooks.onStart.call();
     if (startingCount(ctx) > 0 && !ctx.fatal) {

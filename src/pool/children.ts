@@ -13,6 +13,7 @@ import { resolveOrder } from './dispatch.js';
 import { abandonReload } from './generations.js';
 import { watch } from './listeners.js';
 import { routeFrame } from './routing.js';
+import { childrenRestoreScheduling } from './scheduling.js';
 import { tlsBootstrap, type ResolvedTls } from './tls.js';
 
 /** How long after a child's exit its stdio may stay open before it is reaped anyway. */
@@ -311,6 +312,7 @@ function childEnv(ctx: PoolContext, id: number, generation: number, parking: boo
     slots: options.children.slots,
     connections: parking ? options.children.connections : options.children.slots,
     chainBatchMs: options.acceptChainBatchMs,
+    restoreScheduling: childrenRestoreScheduling(),
     page: parking,
     tls,
     logLevel: options.logLevel,

@@ -97,6 +97,8 @@ export interface PoolContext {
   readonly childEntry: string;
   tickTimer: NodeJS.Timeout | undefined;
   watchdogTimer: NodeJS.Timeout | undefined;
+  /** This pool asked for the parent's batch scheduling (scheduling.ts) and has not given it back. */
+  batchScheduling: boolean;
 }
 
 /** Why a child exited: asked to stop and did, killed by the pool, crashed, or died before it was ready. */

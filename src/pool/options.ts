@@ -128,6 +128,17 @@ export interface PoolOptions {
    * @default 1
    */
   acceptChainBatchMs?: number;
+  /**
+   * The scheduling policy of the parent's main thread while the pool runs (Linux; elsewhere
+   * nothing changes). `'batch'`: SCHED_BATCH, so that the parent's wake-ups (a connection to
+   * order, a child's report) do not preempt a busy child but wait for it to block; an idle CPU
+   * still runs the parent at once, and it gets its fair share of CPU time as before. Children put
+   * themselves back to SCHED_OTHER before any user code. Only a parent started as SCHED_OTHER is
+   * switched, and it is switched back when the (last) pool stops. `'normal'`: the parent keeps
+   * the policy it was started with. Read at start: a reload does not change it.
+   * @default 'batch'
+   */
+  parentScheduling?: 'batch' | 'normal';
   /** Kernel accept-queue length of each listening socket. @default 511 */
   backlog?: number;
   /** Linux TCP_DEFER_ACCEPT, in seconds: offer a TCP connection only once it has sent data. 0 = off. @default 0 */
@@ -197,6 +208,7 @@ export interface ResolvedPoolOptions {
   acceptChain: number;
   acceptChainChildren: number;
   acceptChainBatchMs: number;
+  parentScheduling: 'batch' | 'normal';
   deferAccept: number;
   children: ChildrenOptions;
   timeouts: TimeoutOptions;
@@ -332,7 +344,7 @@ export function parseListen(spec: ListenSpec, key = 'listen'): ListenTarget {
 }
 
 const POOL_KEYS: ReadonlySet<string> = new Set([
-  'handler', 'listen', 'protocol', 'http', 'scgi', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'acceptChainBatchMs', 'deferAccept', 'children', 'timeouts', 'tickInterval', 'status',
+  'handler', 'listen', 'protocol', 'http', 'scgi', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'acceptChainBatchMs', 'parentScheduling', 'deferAccept', 'children', 'timeouts', 'tickInterval', 'status',
   'overload', 'recycle', 'plugins', 'defaultPlugins', 'logger', 'logLevel', 'env', 'execArgv', 'cwd', 'uid', 'gid', 'childStderr',
 ]);
 const CHILDREN_KEYS: ReadonlySet<string> = new Set(Object.keys(CHILDREN_DEFAULTS));
@@ -404,6 +416,8 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
   if (!Array.isArray(execArgv) || execArgv.some((arg) => typeof arg !== 'string')) throw invalid('execArgv', 'an array of strings', execArgv);
   const childStderr = options.childStderr ?? 'pipe';
   if (childStderr !== 'pipe' && childStderr !== 'inherit') throw invalid('childStderr', '"pipe" or "inherit"', childStderr);
+  const parentScheduling = options.parentScheduling ?? 'batch';
+  if (parentScheduling !== 'batch' && parentScheduling !== 'normal') throw invalid('parentScheduling', '"batch" or "normal"', parentScheduling);
   if (options.defaultPlugins !== undefined && typeof options.defaultPlugins !== 'boolean') throw invalid('defaultPlugins', 'true or false', options.defaultPlugins);
 
   const overload = resolveOverloadOptions(options.overload);
@@ -422,6 +436,7 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
     acceptChain: integer('acceptChain', options.acceptChain, 32, 0, 255),
     acceptChainChildren: integer('acceptChainChildren', options.acceptChainChildren, 2 * availableParallelism(), 1, 65535),
     acceptChainBatchMs: integer('acceptChainBatchMs', options.acceptChainBatchMs, 1, 0, 1000),
+    parentScheduling,
     deferAccept: integer('deferAccept', options.deferAccept, 0, 0, 3600),
     children,
     timeouts,

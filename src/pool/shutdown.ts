@@ -5,6 +5,7 @@ import { stopChild } from './children.js';
 import type { PoolContext } from './context.js';
 import { closeListeners, holdNewConnections, moveListener, refuseNewConnections, watch } from './listeners.js';
 import { endOverload } from './overload.js';
+import { leaveBatchScheduling } from './scheduling.js';
 
 /**
  * After new connections are held out of a TCP listener, a handshake whose SYN came before the
@@ -67,6 +68,10 @@ export async function shutdown(ctx: PoolContext, reason: string, requestedByChil
   await ctx.status?.close();
   ctx.status = undefined;
   ctx.state = 'stopped';
+  if (ctx.batchScheduling) {
+    ctx.batchScheduling = false;
+    leaveBatchScheduling(ctx.logger);
+  }
   try {
     await ctx.current.hooks.afterShutdown.promise(info);
   } catch (error) {

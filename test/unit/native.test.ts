@@ -29,6 +29,8 @@ import {
   setNonblocking,
   systemErrorCode,
   tcpNoDelay,
+  schedPolicy,
+  setSchedPolicy,
   type ListenerInfo,
   type Watcher,
 } from '../../src/native/index.js';
@@ -131,7 +133,7 @@ function thrownBy(action: () => unknown): unknown {
 describe('features', () => {
   it('the Linux build has every fast path; the portable build (PREFORK_EXPECT_PORTABLE=1) none', () => {
     const portable = process.env.PREFORK_EXPECT_PORTABLE === '1';
-    expect(FEATURES).toEqual({ sockFlags: !portable, acceptQueue: !portable, deferAccept: !portable, holdNewConnections: !portable, pages: !portable, portable });
+    expect(FEATURES).toEqual({ sockFlags: !portable, acceptQueue: !portable, deferAccept: !portable, holdNewConnections: !portable, pages: !portable, schedBatch: !portable, portable });
   });
 });
 
@@ -566,5 +568,38 @@ describe('close', () => {
     const error = thrownBy(() => close(NEVER_OPEN_FD));
     expect(isPreforkError(error, 'PREFORK_ERR_SOCKET')).toBe(true);
     expect(systemErrorCode(error)).toBe('EBADF');
+  });
+});
+
+describe.skipIf(!FEATURES.schedBatch)('schedPolicy / setSchedPolicy (Linux)', () => {
+  it('switches the calling thread, or every thread of the process, between SCHED_OTHER and SCHED_BATCH', () => {
+    // In a process of its own: policies are per thread, and this one runs the other tests.
+    const script = `
+      const { readdirSync, readFileSync } = require('node:fs');
+      const native = require(${JSON.stringify(ADDON_PATH)});
+      const policies = () => readdirSync('/proc/self/task').map((tid) => {
+        const stat = readFileSync('/proc/self/task/' + tid + '/stat', 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38];
+      });
+      const seen = [native.schedPolicy()];
+      native.setSchedPolicy('batch', false);
+      const one = policies();
+      seen.push(native.schedPolicy(), one[0], one.slice(1).every((p) => p === '0'));
+      native.setSchedPolicy('batch', true);
+      seen.push(policies().every((p) => p === '3'));
+      native.setSchedPolicy('other', true);
+      seen.push(policies().every((p) => p === '0'), native.schedPolicy());
+      try { native.setSchedPolicy('fifo', false); } catch (error) { seen.push(error.name); }
+      try { native.setSchedPolicy('batch'); } catch (error) { seen.push(error.name); }
+      console.log(JSON.stringify(seen));
+    `;
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 10_000 });
+    expect(child.stderr).toBe('');
+    expect(JSON.parse(child.stdout)).toEqual(['other', 'batch', '3', true, true, true, 'other', 'RangeError', 'TypeError']);
+  });
+
+  it('the typed wrapper reports a refusal by its code instead of throwing', () => {
+    expect(setSchedPolicy('fifo' as 'batch', false)).toBe('EINVAL');
+    expect(schedPolicy()).toBe('other');
   });
 });

@@ -50,6 +50,7 @@ describe('describeConfig (prefork check)', () => {
       acceptChain: 32,
       acceptChainChildren: resolved.acceptChainChildren,
       acceptChainBatchMs: 1,
+      parentScheduling: 'batch',
       deferAccept: 0,
       tickInterval: 1000,
       cwd: '/srv',

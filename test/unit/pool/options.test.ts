@@ -97,6 +97,7 @@ describe('pool options: every default and every refusal, word for word', () => {
       acceptChain: 32,
       acceptChainChildren: 2 * availableParallelism(),
       acceptChainBatchMs: 1,
+      parentScheduling: 'batch',
       deferAccept: 0,
       children: { start: 4, min: 1, max: 32, minSpare: 2, maxSpare: 8, slots: 1, connections: 256 },
       timeouts: { accept: 5000, start: 30000, stop: 30000, drain: 5000, metrics: 1000, heartbeat: 30000, connection: 0 },
@@ -138,6 +139,7 @@ describe('pool options: every default and every refusal, word for word', () => {
       acceptChain: 0,
       acceptChainChildren: 1,
       acceptChainBatchMs: 1000,
+      parentScheduling: 'normal',
       deferAccept: 3600,
       tickInterval: 10,
       timeouts: { accept: 1, start: 1, stop: 0, drain: 0, metrics: 1000, heartbeat: 0, connection: 1 },
@@ -162,7 +164,7 @@ describe('pool options: every default and every refusal, word for word', () => {
       { kind: 'systemd' },
       { kind: 'systemd' },
     ]);
-    expect(resolved).toMatchObject({ backlog: 65535, ordersPerWakeup: 1024, acceptChain: 0, acceptChainChildren: 1, acceptChainBatchMs: 1000, deferAccept: 3600, tickInterval: 10, logLevel: 'debug', childStderr: 'inherit', defaultPlugins: false, uid: 0, gid: 0 });
+    expect(resolved).toMatchObject({ backlog: 65535, ordersPerWakeup: 1024, acceptChain: 0, acceptChainChildren: 1, acceptChainBatchMs: 1000, parentScheduling: 'normal', deferAccept: 3600, tickInterval: 10, logLevel: 'debug', childStderr: 'inherit', defaultPlugins: false, uid: 0, gid: 0 });
     expect(resolved.timeouts).toEqual({ accept: 1, start: 1, stop: 0, drain: 0, metrics: 1000, heartbeat: 0, connection: 1 });
     expect(resolved.overload).toEqual({ strategy: 'abrupt', response: 'busy', retryAfter: 3 });
     // Read once, here: the recycling plugin gets these, every default made explicit.
@@ -183,7 +185,7 @@ describe('pool options: every default and every refusal, word for word', () => {
   const refusals: [string, unknown, string][] = [
     ['not an object', 'x', 'options: expected an object, got "x"'],
     ['an array', [], 'options: expected an object, got []'],
-    ['an unknown key', { ...minimal, bogus: 1 }, 'bogus: unknown option (known: handler, listen, protocol, http, scgi, backlog, ordersPerWakeup, acceptChain, acceptChainChildren, acceptChainBatchMs, deferAccept, children, timeouts, tickInterval, status, overload, recycle, plugins, defaultPlugins, logger, logLevel, env, execArgv, cwd, uid, gid, childStderr)'],
+    ['an unknown key', { ...minimal, bogus: 1 }, 'bogus: unknown option (known: handler, listen, protocol, http, scgi, backlog, ordersPerWakeup, acceptChain, acceptChainChildren, acceptChainBatchMs, parentScheduling, deferAccept, children, timeouts, tickInterval, status, overload, recycle, plugins, defaultPlugins, logger, logLevel, env, execArgv, cwd, uid, gid, childStderr)'],
     ['no handler', { listen: ':1' }, 'handler: expected a module path, got undefined'],
     ['an empty handler', { handler: '', listen: ':1' }, 'handler: expected a module path, got ""'],
     ['a cwd that is not a string', { ...minimal, cwd: 5 }, 'cwd: expected a directory path, got 5'],
@@ -245,6 +247,7 @@ describe('pool options: every default and every refusal, word for word', () => {
     ['execArgv with a number', { ...minimal, execArgv: [1] }, 'execArgv: expected an array of strings, got [1]'],
     ['execArgv as a string', { ...minimal, execArgv: '--x' }, 'execArgv: expected an array of strings, got "--x"'],
     ['another childStderr', { ...minimal, childStderr: 'ignore' }, 'childStderr: expected "pipe" or "inherit", got "ignore"'],
+    ['another parentScheduling', { ...minimal, parentScheduling: 'fifo' }, 'parentScheduling: expected "batch" or "normal", got "fifo"'],
     ['defaultPlugins that is not a boolean', { ...minimal, defaultPlugins: 'yes' }, 'defaultPlugins: expected true or false, got "yes"'],
     ['an unknown overload strategy', { ...minimal, overload: 'drop' }, 'overload: expected "graceful", "abrupt" or { strategy: "abrupt", response, retryAfter }, got "drop"'],
     ['an overload object with an unknown strategy', { ...minimal, overload: { strategy: 'x' } }, 'overload: expected "graceful", "abrupt" or { strategy: "abrupt", response, retryAfter }, got {"strategy":"x"}'],
