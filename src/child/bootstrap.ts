@@ -24,8 +24,10 @@ export interface ChildBootstrap {
    * and the session ticket key (a `TlsBootstrap` in JSON), read to its end at start.
    */
   tls: boolean;
-  /** A page shared with the parent follows the listeners and the TLS pipe: park waiting connections. */
+  /** A page shared with the parent follows the listeners and the TLS pipe (its ORDERS word; with `parks`, the rest). */
   page: boolean;
+  /** Park waiting connections (HTTP): the request slots, published on the page. Only with `page`. */
+  parks: boolean;
   logLevel: LogLevel;
   /** The parent serves `/metrics`: the child sends a last METRICS report before it exits. */
   metrics: boolean;

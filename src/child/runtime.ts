@@ -87,11 +87,11 @@ export class ChildRuntime {
   readonly #listenerFds: number[] = [];
   #handler: HandlerModule = {};
   #adapter: ProtocolAdapter | undefined;
-  /** With a page from the parent: the request slots, and waiting connections parked. */
+  /** Where it parks (HTTP with a page): the request slots, and waiting connections parked. */
   readonly #slots: RequestSlots | undefined;
   /** The handler's prom-client metrics, read once the parent asks. */
   #metrics: HandlerMetrics | undefined;
-  /** The page shared with the parent, when it gave one. */
+  /** The page shared with the parent, when it gave one (Linux): the ORDERS word, and the slots' words where it parks. */
   readonly #page: Int32Array | undefined;
   /** The TLS of each listener (undefined: plain), read from the parent's pipe at start. */
   #tls: (ListenerTls | undefined)[] = [];
@@ -148,7 +148,7 @@ export class ChildRuntime {
     if (boot.page) {
       const page = new Int32Array(native.mapPage(tlsFd + (boot.tls ? 1 : 0)));
       this.#page = page;
-      this.#slots = new RequestSlots(boot.slots, page, (frame) => this.#channel.send(frame), () => this.#unchain());
+      if (boot.parks) this.#slots = new RequestSlots(boot.slots, page, (frame) => this.#channel.send(frame), () => this.#unchain());
     }
     // Started before any user code runs, so that a handler stuck from its first line is covered.
     native.startLifeline(boot.parentPid, this.#listenerFds, boot.orphanGraceMs);

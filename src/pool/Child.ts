@@ -123,11 +123,16 @@ export class Child implements ChildInfo {
   /** When the last PING went out, ms since the epoch. */
   pingedAt = 0;
   /**
-   * The page shared with the child (HTTP where the system has pages): its BUSY word says how many
+   * The page of a child that parks (HTTP where the system has pages): its BUSY word says how many
    * requests its handler runs, so connections it parks hold no slot. Without one, every connection
    * it holds takes a slot.
    */
   page: Int32Array | undefined;
+  /**
+   * The page shared with the child, parking or not (where the system has pages): the parent sets
+   * its ORDERS word after each order a chaining child must read before accepting by itself.
+   */
+  ordersPage: Int32Array | undefined;
   /** Connections it may hold at once: `children.connections` with a page, else `slots`. */
   connectionLimit: number;
   /** Accept orders it answered ACCEPTED: the number its DONE frames name their connection's order by. */
@@ -184,7 +189,7 @@ export class Child implements ChildInfo {
 
   /** After the frame is written: a chaining child that sees the word finds the order in its channel. */
   #ordersWaiting(): void {
-    if (this.page !== undefined) Atomics.store(this.page, PAGE.ORDERS, 1);
+    if (this.ordersPage !== undefined) Atomics.store(this.ordersPage, PAGE.ORDERS, 1);
   }
 
   /** Whether the state diagram allows a move from the current state to `next`. */

@@ -49,14 +49,17 @@ export function spawnChild(ctx: PoolContext): Child | undefined {
   if (live >= ctx.options.children.max) return undefined;
   const id = ctx.nextChildId + 1;
   const parking = parks(ctx);
+  // Every child gets a page where the system shares them: its ORDERS word spares a chaining child
+  // a read of its channel before each accept of its own; only a parking child uses the rest.
+  const paged = native.nativeFeatures().pages;
   const tls = tlsData(ctx.options.tls);
-  const request: SpawnRequest = { id, generation, env: childEnv(ctx, id, generation, parking, tls !== undefined), execArgv: [...ctx.options.execArgv] };
+  const request: SpawnRequest = { id, generation, env: childEnv(ctx, id, generation, paged, parking, tls !== undefined), execArgv: [...ctx.options.execArgv] };
   const hooks = ctx.current.hooks;
   if (hooks.beforeSpawn.call(request) === false) return undefined;
   ctx.nextChildId = id;
   let forked: Forked;
   try {
-    forked = fork(ctx, request, parking, tls);
+    forked = fork(ctx, request, paged, tls);
   } catch (error) {
     // EMFILE, ENOMEM, a bad env value: logged, and spawning backs off instead of crashing the
     // parent or retrying on every turn.
@@ -70,7 +73,8 @@ export function spawnChild(ctx: PoolContext): Child | undefined {
     ctx.spawnRetryAt = 0;
   }
   const child = new Child(id, generation, ctx.options.children.slots, proc, Date.now());
-  if (forked.page) {
+  child.ordersPage = forked.page;
+  if (forked.page && parking) {
     child.page = forked.page;
     child.connectionLimit = ctx.options.children.connections;
   }
@@ -141,16 +145,16 @@ function tlsData(tls: ResolvedTls): Buffer | undefined {
  * child's fd 3; the listening sockets follow from fd 4, then, with TLS listeners, a pipe that
  * carries the certificates and keys (PEM data: the child may run as a user that cannot read the
  * files, and a private key does not belong in an environment that `ps e` and /proc show), then
- * the page when the child parks. Throws when a step fails.
+ * the page where the system shares pages (`paged`). Throws when a step fails.
  */
-function fork(ctx: PoolContext, request: SpawnRequest, parking: boolean, tls: Buffer | undefined): Forked {
+function fork(ctx: PoolContext, request: SpawnRequest, paged: boolean, tls: Buffer | undefined): Forked {
   const [parentEnd, childEnd] = native.socketpair();
   const stdio: ('ignore' | 'inherit' | 'pipe' | number)[] = ['ignore', 'inherit', ctx.options.childStderr, childEnd];
   for (const listener of ctx.listeners) stdio.push(listener.fd);
   const tlsIndex = tls === undefined ? -1 : stdio.push('pipe') - 1;
   let shared: { fd: number; page: ArrayBuffer } | null = null;
   try {
-    if (parking) {
+    if (paged) {
       shared = native.createPage();
       if (shared) stdio.push(shared.fd);
     }
@@ -300,7 +304,7 @@ export function checkStarted(ctx: PoolContext): void {
   }
 }
 
-function childEnv(ctx: PoolContext, id: number, generation: number, parking: boolean, tls: boolean): Record<string, string | undefined> {
+function childEnv(ctx: PoolContext, id: number, generation: number, paged: boolean, parking: boolean, tls: boolean): Record<string, string | undefined> {
   const options = ctx.options;
   const bootstrap: ChildBootstrap = {
     id,
@@ -313,7 +317,8 @@ function childEnv(ctx: PoolContext, id: number, generation: number, parking: boo
     connections: parking ? options.children.connections : options.children.slots,
     chainBatchMs: options.acceptChainBatchMs,
     restoreScheduling: childrenRestoreScheduling(),
-    page: parking,
+    page: paged,
+    parks: parking,
     tls,
     logLevel: options.logLevel,
     metrics: ctx.metrics !== undefined,

@@ -5,6 +5,7 @@ import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ChildExitInfo, ChildInfo } from '../../src/pool/Child.js';
 import type { Pool } from '../../src/pool/Pool.js';
+import { nativeFeatures } from '../../src/native/index.js';
 import { fetchAnswer } from './protocols/client.js';
 import { accepted, command, fixture, nextHook, readLine, served, startPool, stopPools, target, until, waitFor } from '../helpers.js';
 
@@ -51,6 +52,16 @@ describe('chain grants (acceptChain)', () => {
     // Reports are batched, but every connection still gets its onConnectionDone, in order.
     expect(done).toEqual([1, 2, 3, 4, 5, 6]);
     expect(pool.children()[0]!.state).toBe('idle');
+  });
+
+  it.skipIf(!nativeFeatures().pages)('a raw child has a page too (Linux): a chaining child sees the parent\'s orders through its ORDERS word, and a reload still ends its grant', async () => {
+    const pool = await startPool({ children: ONE_CHILD });
+    const pid = pool.children()[0]!.pid;
+    expect(readFileSync(`/proc/${pid}/maps`, 'utf8')).toContain('memfd:prefork-child-page');
+    const reload = () => void pool.reload({ handler: fixture('control.mjs'), listen: '127.0.0.1:0', children: ONE_CHILD, env: { INIT_DELAY_MS: '400' } });
+    await queueBehindHeld(pool, 3, reload);
+    await served(pool, 4);
+    expect(pool.stats().connections).toMatchObject({ ordered: 4, chained: 0 });
   });
 
   it('acceptChain: 0 keeps one order per accept', async () => {
