@@ -616,7 +616,7 @@ async function main() {
     const servers = [];
     try {
       const others = name === 'raw' ? ['cluster', 'single', 'gunicorn'] : ['cluster', 'single'];
-      for (const server of serverNames.filter((candidate) => candidate === 'prefork' || others.includes(candidate))) {
+      for (const server of serverNames.filter((candidate) => candidate === 'prefork' || candidate === 'prefork-baseline' || others.includes(candidate))) {
         servers.push(await startServer(server, { ...settings, ...overrides }, gunicornPath));
       }
       if (name === 'io') report.preforkProtocol ??= servers.find((server) => server.info.protocol)?.info.protocol;
