@@ -40,7 +40,8 @@ const USAGE = `Usage: node bench/run.mjs [options]     (npm run bench -- [option
                           windows until two in a row are each within 3 % of the one before
                           (default 30, --quick 4; 0 = none). Each child warms its JIT with its share
                           of the load only, so 8 children take longer than one process to reach
-                          their pace
+                          their pace. Then one unrecorded lead-in round of every server, so that
+                          none comes to its first round after idling through the others' warm-ups
   --children N            children of every server (default 8)
   --connections N         concurrent clients of the new-connection workloads (default 16)
   --keepalive-connections N  concurrent clients of the keep-alive workloads (default: --children;
@@ -302,6 +303,18 @@ async function runWorkload(name, servers, settings, generator) {
     const rates = results[server.name].warmupRps;
     if (rates.length > 0) log(`  ${name} warm-up ${server.name}: ${rates.map(integer).join(' → ')} req/s (${rates.length * WARMUP_WINDOW_S} s)`);
   }
+  // A lead-in round, not recorded: every server warmed up in turn, so the first one warmed stood idle
+  // through all the others' warm-ups (a minute and more) and would serve its first recorded round
+  // after a far longer pause than any other round (an idle Node process's heap is shrunk, and its
+  // first seconds after are slower). After this round every server's pause before each recorded
+  // round is the same: the others' rounds.
+  if (settings.warmupS > 0 && servers.length > 1) {
+    for (const server of servers) {
+      const result = await runLoad(generator, { url: server.url(workload.path), connections: connectionsOf(workload, settings), threads: settings.threads, durationS: settings.durationS, close: workload.close });
+      results[server.name].leadInRps = result.rps;
+    }
+    log(`  ${name} lead-in round (not recorded): ${servers.map((server) => `${server.name} ${integer(results[server.name].leadInRps)}`).join(', ')} req/s`);
+  }
   for (let round = 1; round <= settings.rounds; round++) {
     for (const server of servers) {
       const measured = await measureRound(server, workload, settings, generator);
@@ -448,6 +461,8 @@ function ratioLines(workload) {
   const lines = Object.entries(workload.ratios).map(([pair, ratio]) => `- ${pair} req/s per round: ${ratio.perRound.map((value) => fixed(value, 2)).join(', ')} (median **${fixed(ratio.median, 2)}**)`);
   const warmups = Object.entries(workload.servers).filter(([, result]) => result.warmupRps?.length > 0);
   if (warmups.length > 0) lines.push(`- warm-up, req/s per ${WARMUP_WINDOW_S}-s window: ${warmups.map(([name, result]) => `${name} ${result.warmupRps.map(integer).join(' → ')}`).join('; ')}`);
+  const leadIns = Object.entries(workload.servers).filter(([, result]) => result.leadInRps !== undefined);
+  if (leadIns.length > 0) lines.push(`- lead-in round (not recorded), req/s: ${leadIns.map(([name, result]) => `${name} ${integer(result.leadInRps)}`).join(', ')}`);
   return lines;
 }
 
@@ -497,7 +512,7 @@ function renderMarkdown(report) {
   );
   out.push(
     `Settings: ${settings.children} children, ${report.load.name} with ${settings.threads} threads, ` +
-      `${settings.rounds} rounds of ${settings.durationS} s per server (medians across rounds), warm-up before each workload: ${WARMUP_WINDOW_S}-s windows until two in a row are each within ${WARMUP_STEADY * 100} % of the one before, at most ${settings.warmupS} s per server; prefork protocol: ${report.preforkProtocol ?? 'n/a'}.`,
+      `${settings.rounds} rounds of ${settings.durationS} s per server (medians across rounds), warm-up before each workload: ${WARMUP_WINDOW_S}-s windows until two in a row are each within ${WARMUP_STEADY * 100} % of the one before, at most ${settings.warmupS} s per server, then one unrecorded lead-in round of every server; prefork protocol: ${report.preforkProtocol ?? 'n/a'}.`,
   );
   for (const [name, workload] of Object.entries(report.workloads)) {
     out.push('', `#### ${workload.title}, ${workload.connections} clients`, '', name === 'scaling' ? scalingTable(workload) : serverTable(workload));
