@@ -512,7 +512,7 @@ function renderMarkdown(report) {
   );
   out.push(
     `Settings: ${settings.children} children, ${report.load.name} with ${settings.threads} threads, ` +
-      `${settings.rounds} rounds of ${settings.durationS} s per server (medians across rounds), warm-up before each workload: ${WARMUP_WINDOW_S}-s windows until two in a row are each within ${WARMUP_STEADY * 100} % of the one before, at most ${settings.warmupS} s per server, then one unrecorded lead-in round of every server; prefork protocol: ${report.preforkProtocol ?? 'n/a'}.`,
+      `${settings.rounds} rounds of ${settings.durationS} s per server (medians across rounds), warm-up before each workload: ${WARMUP_WINDOW_S}-s windows until two in a row are each within ${WARMUP_STEADY * 100} % of the one before, at most ${settings.warmupS} s per server${settings.warmupS > 0 ? ', then one unrecorded lead-in round of every server (where a workload has several)' : ''}; prefork protocol: ${report.preforkProtocol ?? 'n/a'}.`,
   );
   for (const [name, workload] of Object.entries(report.workloads)) {
     out.push('', `#### ${workload.title}, ${workload.connections} clients`, '', name === 'scaling' ? scalingTable(workload) : serverTable(workload));
