@@ -186,6 +186,11 @@ function preforkCounters(stats) {
   };
 }
 
+/** The load generator's options for `durationS` seconds of a workload's load against one server. */
+function loadOptions(server, workload, settings, durationS) {
+  return { url: server.url(workload.path), connections: connectionsOf(workload, settings), threads: settings.threads, durationS, close: workload.close };
+}
+
 /** One round of load against one server, with its CPU, memory and (prefork) dispatch figures. */
 async function measureRound(server, workload, settings, generator) {
   const statsBefore = await server.stats();
@@ -194,13 +199,7 @@ async function measureRound(server, workload, settings, generator) {
   // Mid-round, how many clients wait in the listener's backlog (not yet accepted by anyone).
   let backlog = Number.NaN;
   const backlogTimer = setTimeout(() => (backlog = listenBacklog(server.port)), settings.durationS * 500);
-  const load = await runLoad(generator, {
-    url: server.url(workload.path),
-    connections: connectionsOf(workload, settings),
-    threads: settings.threads,
-    durationS: settings.durationS,
-    close: workload.close,
-  });
+  const load = await runLoad(generator, loadOptions(server, workload, settings, settings.durationS));
   const wallMs = Number(process.hrtime.bigint() - startedAt) / 1e6;
   clearTimeout(backlogTimer);
   const after = server.sample();
@@ -259,7 +258,7 @@ async function warmUp(server, workload, settings, generator) {
   const rates = [];
   let spent = 0;
   while (spent + WARMUP_WINDOW_S <= settings.warmupS) {
-    const result = await runLoad(generator, { url: server.url(workload.path), connections: connectionsOf(workload, settings), threads: settings.threads, durationS: WARMUP_WINDOW_S, close: workload.close });
+    const result = await runLoad(generator, loadOptions(server, workload, settings, WARMUP_WINDOW_S));
     spent += WARMUP_WINDOW_S;
     rates.push(result.rps);
     const steady = (index) => index >= 1 && Math.abs(rates[index] - rates[index - 1]) <= WARMUP_STEADY * rates[index - 1];
@@ -310,7 +309,7 @@ async function runWorkload(name, servers, settings, generator) {
   // round is the same: the others' rounds.
   if (settings.warmupS > 0 && servers.length > 1) {
     for (const server of servers) {
-      const result = await runLoad(generator, { url: server.url(workload.path), connections: connectionsOf(workload, settings), threads: settings.threads, durationS: settings.durationS, close: workload.close });
+      const result = await runLoad(generator, loadOptions(server, workload, settings, settings.durationS));
       results[server.name].leadInRps = result.rps;
     }
     log(`  ${name} lead-in round (not recorded): ${servers.map((server) => `${server.name} ${integer(results[server.name].leadInRps)}`).join(', ')} req/s`);

@@ -3,7 +3,7 @@ import { isIP, type Socket } from 'node:net';
 import { PreforkError } from '../errors.js';
 import type { ChildContext, ErrorReporter, Logger, RequestHandler, ProtocolFactory } from '../child/types.js';
 import { readIntegerOptions } from './http.js';
-import { LINGER_MS, whenClosed, whenEnded } from './sockets.js';
+import { LINGER_MS, whenEnded } from './sockets.js';
 import { DEFAULT_MAX_HEADER_SIZE, ScgiParser, ScgiProtocolError, quote, type ScgiHead, type ScgiParsed } from './scgiParser.js';
 
 export { ScgiParser, ScgiProtocolError, parseScgiHeaders, type ScgiHead, type ScgiParsed } from './scgiParser.js';
@@ -231,7 +231,7 @@ class ScgiConnection {
         service.settings.headerTimeout,
       );
     }
-    void whenClosed(socket).then(() => this.#cleanUp());
+    socket.once('close', () => this.#cleanUp());
     // Once the answer is written and the socket ended, the peer's close is awaited off the
     // child's count (#close bounds it): the child takes its next connection meanwhile.
     this.finished = whenEnded(socket).then(() => this.#call);
