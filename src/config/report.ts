@@ -47,6 +47,7 @@ export function describeConfig(config: ResolvedConfig, plugins: readonly PoolPlu
     log: { level: config.log.level, file: config.log.file ?? null, format: config.log.format },
     env: options.env,
     execArgv: options.execArgv,
+    childMemoryReducer: options.childMemoryReducer,
     backlog: options.backlog,
     ordersPerWakeup: options.ordersPerWakeup,
     acceptChain: options.acceptChain,

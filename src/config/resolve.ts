@@ -17,7 +17,7 @@ import type { LogConfig, PreforkConfig } from './types.js';
 /** The top-level keys of a config file; anything else is refused as a typo. */
 export const CONFIG_KEYS: readonly (keyof PreforkConfig)[] = Object.freeze([
   'handler', 'listen', 'protocol', 'http', 'scgi', 'children', 'timeouts', 'overload', 'recycle', 'plugins',
-  'user', 'group', 'log', 'env', 'execArgv', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'acceptChainBatchMs', 'parentScheduling', 'deferAccept', 'tickInterval', 'status',
+  'user', 'group', 'log', 'env', 'execArgv', 'childMemoryReducer', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'acceptChainBatchMs', 'parentScheduling', 'deferAccept', 'tickInterval', 'status',
 ] as const);
 
 const LOG_KEYS = ['level', 'file', 'format'];
@@ -264,6 +264,7 @@ async function resolveChecked(contents: unknown, filepath: string | undefined, c
     ...(config.recycle === undefined ? {} : { recycle: config.recycle }),
     ...(config.env === undefined ? {} : { env: config.env }),
     ...(config.execArgv === undefined ? {} : { execArgv: config.execArgv }),
+    ...(config.childMemoryReducer === undefined ? {} : { childMemoryReducer: config.childMemoryReducer }),
     ...(config.backlog === undefined ? {} : { backlog: config.backlog }),
     ...(config.ordersPerWakeup === undefined ? {} : { ordersPerWakeup: config.ordersPerWakeup }),
     ...(config.acceptChain === undefined ? {} : { acceptChain: config.acceptChain }),

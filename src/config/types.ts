@@ -66,6 +66,8 @@ export interface PreforkConfig {
   env?: Record<string, string>;
   /** Node options of the children (`["--max-old-space-size=256"]`). @default [] */
   execArgv?: string[];
+  /** V8's memory reducer in the children (see PoolOptions): off, so that a child's heap is not shrunk after a quiet spell. @default false */
+  childMemoryReducer?: boolean;
   /** Kernel accept-queue length of each listening socket. @default 511 */
   backlog?: number;
   /** Most accept orders per wake-up of a TCP listener (see PoolOptions). @default 1 */

@@ -18,6 +18,7 @@ import { retryVetoed } from './overload.js';
 import { enterBatchScheduling } from './scheduling.js';
 import { shutdown } from './shutdown.js';
 import { LatencyRecorder, snapshot, type PoolStats } from './stats.js';
+import { probeV8Flag, wantedV8Flags } from './v8Flags.js';
 
 export type { PoolOutcome } from './context.js';
 
@@ -137,6 +138,9 @@ export class Pool {
     if (ctx.state !== 'new') throw new PreforkError('PREFORK_ERR_POOL_STATE', `start() called on a pool that is ${ctx.state}`);
     ctx.state = 'starting';
     ctx.startedAt = Date.now();
+    // Tried once per Node binary, in the background, before any socket is bound.
+    await Promise.all(wantedV8Flags(ctx.options).map(probeV8Flag));
+    if (ctx.state !== 'starting') throw new PreforkError('PREFORK_ERR_POOL_STATE', `the pool stopped while starting`);
     try {
       bindListeners(ctx);
       try {

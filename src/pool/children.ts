@@ -15,6 +15,7 @@ import { watch } from './listeners.js';
 import { routeFrame } from './routing.js';
 import { childrenRestoreScheduling } from './scheduling.js';
 import { tlsBootstrap, type ResolvedTls } from './tls.js';
+import { childExecArgv } from './v8Flags.js';
 
 /** How long after a child's exit its stdio may stay open before it is reaped anyway. */
 const REAP_AFTER_EXIT_MS = 100;
@@ -53,7 +54,7 @@ export function spawnChild(ctx: PoolContext): Child | undefined {
   // a read of its channel before each accept of its own; only a parking child uses the rest.
   const paged = native.nativeFeatures().pages;
   const tls = tlsData(ctx.options.tls);
-  const request: SpawnRequest = { id, generation, env: childEnv(ctx, id, generation, paged, parking, tls !== undefined), execArgv: [...ctx.options.execArgv] };
+  const request: SpawnRequest = { id, generation, env: childEnv(ctx, id, generation, paged, parking, tls !== undefined), execArgv: childExecArgv(ctx.options, ctx.logger) };
   const hooks = ctx.current.hooks;
   if (hooks.beforeSpawn.call(request) === false) return undefined;
   ctx.nextChildId = id;

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isPreforkError } from '../../src/errors.js';
 import type { ChildExitInfo, ChildInfo } from '../../src/pool/Child.js';
@@ -162,6 +163,17 @@ describe('children that die, hang or fail', () => {
     expect(logged.lines.find((line) => line.message.includes('invalid log frame'))?.fields).toMatchObject({ child: 1, problem: expect.stringContaining('configure') });
     // Its replacement serves.
     expect(await ask(pool, 'who')).toMatch(/^2 \d+\n$/);
+  });
+
+  it('children start with --no-memory-reducer ahead of the user\'s execArgv; childMemoryReducer: true leaves it out', async () => {
+    const argv = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    const off = await startPool({ execArgv: ['--stack-size=900'], children: { start: 2, min: 2, max: 2 } });
+    expect(off.options.childMemoryReducer).toBe(false);
+    for (const child of off.children()) expect(argv(child.pid).slice(1, 3)).toEqual(['--no-memory-reducer', '--stack-size=900']);
+    expect(await ask(off, 'who')).toMatch(/^\d+ \d+\n$/);
+    const on = await startPool({ childMemoryReducer: true, execArgv: ['--stack-size=900'], children: { start: 1, min: 1, max: 1 } });
+    expect(argv(on.children()[0]!.pid).slice(1, 2)).toEqual(['--stack-size=900']);
+    expect(argv(on.children()[0]!.pid)).not.toContain('--no-memory-reducer');
   });
 
   it('a child that asks to be retired finishes its connection, exits and is replaced', async () => {

@@ -45,6 +45,7 @@ describe('describeConfig (prefork check)', () => {
       log: { level: 'info', file: null, format: 'auto' },
       env: {},
       execArgv: [],
+      childMemoryReducer: false,
       backlog: 511,
       ordersPerWakeup: 1,
       acceptChain: 32,
