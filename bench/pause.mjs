@@ -2,7 +2,7 @@
 // What V8's memory reducer costs a prefork pool that pauses between bursts (`childMemoryReducer`):
 // two pools in this process, one with the reducer off in its children (prefork's default) and one
 // with it on, take turns: a burst of load, a pause, the other pool's burst, a pause. Then both sit
-// idle and their children's memory is read.
+// idle and their children's memory is read, as it is after the warm-ups.
 //   node bench/pause.mjs [--children 8] [--rounds 5] [--duration 4] [--pause 15] [--idle 40] [--protocol http|raw]
 // Run `npm run build` first. Prints Markdown on stdout.
 import { parseArgs } from 'node:util';
@@ -71,6 +71,10 @@ const childrenRss = (pool) => pool.children().reduce((sum, child) => sum + rssBy
 
 try {
   for (const entry of pools) if (settings.warmup > 0) await load(entry, settings.warmup);
+  // What each pool's children hold after a long load, and once they have been idle a while.
+  const afterWarmup = pools.map((entry) => childrenRss(entry.pool));
+  await sleep(settings.idle * 1000);
+  const idleAfterWarmup = pools.map((entry) => childrenRss(entry.pool));
   const ratios = [];
   for (let round = 0; round < settings.rounds; round++) {
     for (const entry of pools) {
@@ -79,22 +83,22 @@ try {
     }
     ratios.push(pools[0].rps[round] / pools[1].rps[round]);
   }
-  const underLoad = pools.map((entry) => childrenRss(entry.pool));
   await sleep(settings.idle * 1000);
-  const idle = pools.map((entry) => childrenRss(entry.pool));
+  const idleAfterRounds = pools.map((entry) => childrenRss(entry.pool));
+  const perChild = (bytes) => mib(bytes / count);
   const rows = pools.map((entry, index) => [
     entry.name,
     entry.rps.map((rps) => integer(rps)).join(', '),
     integer(median(entry.rps)),
-    fixed(underLoad[index] / count / 2 ** 20, 1),
-    fixed(idle[index] / count / 2 ** 20, 1),
+    perChild(afterWarmup[index]),
+    perChild(idleAfterWarmup[index]),
+    perChild(idleAfterRounds[index]),
   ]);
   process.stdout.write(
-    `${count} children, protocol ${values.protocol}, ${settings.warmup} s of warm-up each, then ${settings.rounds} rounds of ${settings.duration} s ` +
-      `(16 clients, a new connection per request), each burst followed by ${settings.pause} s of pause; memory ${settings.pause} s after the last burst and again ${settings.idle} s later.\n\n` +
-      table(['children', 'req/s per round', 'median', `mean child RSS MiB, ${settings.pause} s after load`, `mean child RSS MiB, ${settings.pause + settings.idle} s after`], rows) +
-      `\n\nReducer off / on, per round: ${ratios.map((ratio) => fixed(ratio, 2)).join(', ')} (median **${fixed(median(ratios), 2)}**). ` +
-      `Idle children's memory, off against on: ${mib(idle[0])} against ${mib(idle[1])} MiB in all.\n`,
+    `${count} children, protocol ${values.protocol}, one pool's warm-up (${settings.warmup} s of load) after the other's, ${settings.idle} s idle, then ${settings.rounds} rounds of ${settings.duration} s ` +
+      `(16 clients, a new connection per request), each burst followed by ${settings.pause} s of pause, then ${settings.idle} s idle. Memory: the mean VmRSS of a child.\n\n` +
+      table(['children', 'req/s per round', 'median', 'RSS MiB after the warm-ups', `after ${settings.idle} s idle`, `after the rounds and ${settings.pause + settings.idle} s idle`], rows) +
+      `\n\nReducer off / on, per round: ${ratios.map((ratio) => fixed(ratio, 2)).join(', ')} (median **${fixed(median(ratios), 2)}**).\n`,
   );
 } finally {
   for (const entry of pools) await entry.pool.stop('benchmark finished');
