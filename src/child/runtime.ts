@@ -9,7 +9,7 @@ import * as native from '../native/index.js';
 import { protocolFactory } from '../protocols/index.js';
 import { whenClosed } from '../protocols/sockets.js';
 import type { ChildBootstrap } from './bootstrap.js';
-import { RequestSlots, type Reservation } from './slots.js';
+import { HoldTimes, RequestSlots, type Reservation } from './slots.js';
 import { AcceptedSockets } from './accepted.js';
 import { HandlerMetrics } from './metrics.js';
 import { FINAL_METRICS_REPORT } from '../channel/metrics.js';
@@ -124,6 +124,16 @@ export class ChildRuntime {
   #schedulingError: string | undefined;
   /** Makes the sockets of accepted connections. */
   readonly #sockets = new AcceptedSockets();
+  /** Where it does not park: connections in the protocol adapter now (at most `slots`). */
+  #handling = 0;
+  /**
+   * Where it does not park: connections of a chain batch taken while the child's slot was held,
+   * waiting for it in arrival order. Their sockets exist and read meanwhile, so a handler finds
+   * its client's first bytes there at once.
+   */
+  readonly #waiting: (() => void)[] = [];
+  /** Where it does not park: how long recent connections held the child (see #batchLimit). */
+  readonly #holds = new HoldTimes();
   /** Fires CHAIN_REPORT_MS after the first unreported chained connection; re-armed, never reallocated. */
   readonly #chainReportTimer = setTimeout(() => {
     if (this.#chainUnreported > 0) this.#reportChained();
@@ -281,23 +291,23 @@ export class ChildRuntime {
   }
 
   /**
-   * How many connections of its grant this child may hold at once. More than one only where it
-   * parks connections (parking HTTP: its request slots bound the handler's requests, whatever it
-   * holds). Taking what waits in one go serves it in the same turns of the event loop, as a single
-   * process does, instead of one connection per turn. The batch is what the handler gets through
-   * within `acceptChainBatchMs` by its recent requests' time in their slot (the median of the
-   * last 8), so that a request
-   * taken early waits about that long for the slot at most; a handler that takes longer (CPU work,
-   * or I/O awaited in its one slot) gets one at a time, and the others stay in the backlog for
-   * other children. Elsewhere a connection holds the child's slot until it closes, so a batch
-   * would be served one connection after another, no sooner than from the backlog.
+   * How many connections of its grant this child may hold at once. Taking what waits in one go
+   * serves it in the same turns of the event loop, as a single process does, instead of one
+   * connection per turn. Where it parks (HTTP with a page) its request slots bound the handler's
+   * requests, whatever it holds; elsewhere the connections wait for its slot in arrival order
+   * (#waiting), their sockets already reading. The batch is what the child gets through within
+   * `acceptChainBatchMs` by its recent requests' time in their slot, or elsewhere its recent
+   * connections' time from the handler's call to their end (the median of the last 8), so that
+   * one taken early waits about that long at most; a handler that takes longer (CPU work, I/O
+   * awaited in its one slot, a connection held open) gets one at a time, and the others stay in
+   * the backlog for other children.
    */
   #batchLimit(): number {
-    const slots = this.#slots;
-    if (slots === undefined) return 1;
-    const held = slots.recentHoldMs();
+    const held = this.#slots === undefined ? this.#holds.median() : this.#slots.recentHoldMs();
     if (!(held > 0)) return 1;
-    return Math.max(1, Math.min(CHAIN_BATCH_MAX, this.#boot.connections, Math.floor(this.#boot.chainBatchMs / held)));
+    // Where it parks, `children.connections` bounds what it holds; elsewhere only the batch's size.
+    const most = this.#slots === undefined ? CHAIN_BATCH_MAX : Math.min(CHAIN_BATCH_MAX, this.#boot.connections);
+    return Math.max(1, Math.min(most, Math.floor(this.#boot.chainBatchMs / held)));
   }
 
   /**
@@ -370,17 +380,26 @@ export class ChildRuntime {
         return;
       }
     }
-    this.#adapter!.handle(socket, reservation).then(
-      () => {
-        this.#keepLingering(socket);
-        this.#connectionDone(group);
-      },
-      (error: unknown) => {
-        this.#reportError(error, 'connection');
-        this.#keepLingering(socket);
-        this.#connectionDone(group);
-      },
-    );
+    if (this.#slots === undefined && this.#handling >= this.#boot.slots) this.#waiting.push(() => this.#handle(socket, reservation, group));
+    else this.#handle(socket, reservation, group);
+  }
+
+  /** Gives a connection's socket to the protocol adapter, and sees to what follows its end. */
+  #handle(socket: Socket, reservation: Reservation | undefined, group: OrderGroup): void {
+    this.#handling++;
+    const began = performance.now();
+    const finished = (): void => {
+      this.#handling--;
+      if (this.#slots === undefined) this.#holds.record(performance.now() - began);
+      this.#keepLingering(socket);
+      // The connections that waited come before any the batch takes next.
+      this.#waiting.shift()?.();
+      this.#connectionDone(group);
+    };
+    this.#adapter!.handle(socket, reservation).then(finished, (error: unknown) => {
+      this.#reportError(error, 'connection');
+      finished();
+    });
   }
 
   /** A finished connection's socket still open, waiting for its peer's close: the child exits only after it. */

@@ -42,8 +42,33 @@ class HeldSlot implements Reservation {
 
 const FREE_FRAME = constantFrame(Status.FREE);
 
-/** How many recent requests' times in their slot a child keeps (see RequestSlots.recentHoldMs). */
+/** How many recent times a HoldTimes keeps. */
 const HOLD_SAMPLES = 8;
+
+/**
+ * The last HOLD_SAMPLES times, ms, that a request held its slot or a connection its child (how
+ * long a chain batch may be), and their median: a median, so that one request the system
+ * preempted does not count as the handler's pace, while a handler slow half the time is seen as slow.
+ */
+export class HoldTimes {
+  readonly #times = new Float64Array(HOLD_SAMPLES);
+  #next = 0;
+  #count = 0;
+
+  record(ms: number): void {
+    this.#times[this.#next] = ms;
+    this.#next = (this.#next + 1) % HOLD_SAMPLES;
+    if (this.#count < HOLD_SAMPLES) this.#count++;
+  }
+
+  /** 0 before the first. */
+  median(): number {
+    const count = this.#count;
+    if (count === 0) return 0;
+    const sorted = this.#times.slice(0, count).sort((a, b) => a - b);
+    return sorted[count >> 1]!;
+  }
+}
 
 /**
  * The child's slots when it parks waiting connections (HTTP with a page): at most `size` requests
@@ -62,10 +87,8 @@ export class RequestSlots {
   readonly #held: HeldSlot[] = [];
   #graceTimer: NodeJS.Timeout | undefined;
   #busy = 0;
-  /** The recent requests' times in their slot, ms: a ring of HOLD_SAMPLES (see recordHold). */
-  readonly #holds = new Float64Array(HOLD_SAMPLES);
-  #holdNext = 0;
-  #holdCount = 0;
+  /** The recent requests' times in their slot (see recordHold). */
+  readonly #holds = new HoldTimes();
 
   /** `onParked`: a slot freed and its connection stays open, parked (the child's chain grant ends). */
   constructor(size: number, page: Int32Array, send: (frame: Buffer) => void, onParked: () => void) {
@@ -131,9 +154,7 @@ export class RequestSlots {
    * answer, as the HTTP adapter measured it. The last HOLD_SAMPLES are kept.
    */
   recordHold(ms: number): void {
-    this.#holds[this.#holdNext] = ms;
-    this.#holdNext = (this.#holdNext + 1) % HOLD_SAMPLES;
-    if (this.#holdCount < HOLD_SAMPLES) this.#holdCount++;
+    this.#holds.record(ms);
   }
 
   /**
@@ -142,10 +163,7 @@ export class RequestSlots {
    * handler's pace, while a handler slow half the time is seen as slow.
    */
   recentHoldMs(): number {
-    const count = this.#holdCount;
-    if (count === 0) return 0;
-    const sorted = this.#holds.slice(0, count).sort((a, b) => a - b);
-    return sorted[count >> 1]!;
+    return this.#holds.median();
   }
 
   /**

@@ -119,12 +119,13 @@ export interface PoolOptions {
    */
   acceptChainChildren?: number;
   /**
-   * A chaining child that parks connections (HTTP on Linux) takes up to 16 waiting connections at
-   * once, as many as its handler's recent requests (the median time in their slot of the last 8)
-   * get through within this many milliseconds: one turn of its event loop then serves several,
-   * as a single process's does, while its slots still run one request at a time. A slower
-   * handler (CPU work, I/O awaited in its slot) takes one at a time, leaving the rest to other
-   * children. 0 = always one at a time.
+   * A chaining child takes up to 16 waiting connections at once, as many as its recent ones get
+   * through within this many milliseconds (the median of the last 8: a request's time in its slot
+   * where the child parks connections, HTTP on Linux; elsewhere a connection's time from its
+   * handler's call to its end): one turn of its event loop then serves several, as a single
+   * process's does, while its slot still runs one request (or raw connection) at a time. A slower
+   * handler (CPU work, I/O awaited in its slot, a connection held open) takes one at a time,
+   * leaving the rest to other children. 0 = always one at a time.
    * @default 1
    */
   acceptChainBatchMs?: number;

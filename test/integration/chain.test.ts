@@ -7,7 +7,7 @@ import type { ChildExitInfo, ChildInfo } from '../../src/pool/Child.js';
 import type { Pool } from '../../src/pool/Pool.js';
 import { nativeFeatures } from '../../src/native/index.js';
 import { fetchAnswer } from './protocols/client.js';
-import { accepted, command, fixture, nextHook, readLine, served, startPool, stopPools, target, until, waitFor } from '../helpers.js';
+import { accepted, ask, command, fixture, nextHook, readLine, served, startPool, stopPools, target, until, waitFor } from '../helpers.js';
 
 afterEach(stopPools);
 
@@ -400,3 +400,84 @@ describe('chain batches (parking HTTP)', () => {
 function acceptQueue(pool: Pool): number {
   return pool.stats().acceptQueue?.length ?? 0;
 }
+
+describe('chain batches (protocols that do not park: raw)', () => {
+  const WARM = 8;
+
+  /**
+   * The pool's only child answers `WARM` connections of `warm` (it learns how long its connections
+   * take), then holds one; a second one that holds and three `who` clients wait in the kernel's
+   * accept queue. Once the first is released, resolves with the second, held, and the three.
+   */
+  async function queueBehindTwoHeld(pool: Pool, warm: string) {
+    for (let i = 0; i < WARM; i++) expect(await ask(pool, warm)).toMatch(/\b1 \d+\n$/);
+    // Idle again (its last grant over), so that the first is ordered with a grant of its own: one
+    // taken in the last one's batch would end that grant at the next accept that found nothing.
+    await until(() => pool.children()[0]!.state === 'idle' && pool.stats().connections.served === WARM, 5000, 'the child to be idle');
+    const first = await command(pool, 'hold');
+    expect(first.answer).toMatch(/^held 1 /);
+    const connect = async (line: string) => {
+      const socket = net.connect(target(pool));
+      socket.on('error', () => {});
+      await once(socket, 'connect');
+      socket.write(`${line}\n`);
+      return socket;
+    };
+    // One after another, so that the kernel queues them in this order.
+    const second = await connect('hold');
+    const others: net.Socket[] = [];
+    for (let i = 0; i < 3; i++) others.push(await connect('who'));
+    await until(() => acceptQueue(pool) >= 4, 5000, 'four connections in the accept queue');
+    const secondHeld = readLine(second);
+    first.socket.write('release\n');
+    expect(await secondHeld).toMatch(/^held 1 /);
+    return { second, others };
+  }
+
+  it('a child whose connections end quickly takes what waits in one go, and still runs one connection at a time, in arrival order', async () => {
+    const pool = await startPool({ children: ONE_CHILD, acceptChainBatchMs: 1000 });
+    const done: number[] = [];
+    pool.hooks.onConnectionDone.tap('test', (_child, info) => void done.push(info.served));
+    const { second, others } = await queueBehindTwoHeld(pool, 'who');
+    // All four were accepted when the first ended, while the second holds the child's slot...
+    expect(acceptQueue(pool)).toBe(0);
+    // ... and the three wait for that slot: none is answered before the second is released.
+    let released = false;
+    const answers = others.map((socket) => readLine(socket).then((line) => ({ line, released })));
+    second.write('release\n');
+    released = true;
+    for (const { line, released: after } of await Promise.all(answers)) {
+      expect(line).toMatch(/^1 \d+$/);
+      expect(after).toBe(true);
+    }
+    const total = WARM + 5;
+    await served(pool, total);
+    expect(pool.stats().connections).toMatchObject({ accepted: total, served: total, lost: 0 });
+    expect(pool.stats().invalidFrames).toBe(0);
+    expect(done).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    for (const socket of others) socket.destroy();
+  });
+
+  it('at the default acceptChainBatchMs (1), a child whose connections take 5 ms takes one at a time', async () => {
+    const pool = await startPool({ children: ONE_CHILD });
+    const { second, others } = await queueBehindTwoHeld(pool, 'block 5');
+    // Only the second was accepted; the three stay in the kernel's queue, for any child.
+    expect(acceptQueue(pool)).toBe(3);
+    second.write('release\n');
+    for (const line of await Promise.all(others.map((socket) => readLine(socket)))) expect(line).toMatch(/^1 \d+$/);
+    await served(pool, WARM + 5);
+    for (const socket of others) socket.destroy();
+  });
+
+  it('a child stopped while connections of its batch wait serves them before it exits', async () => {
+    const pool = await startPool({ children: ONE_CHILD, acceptChainBatchMs: 1000 });
+    const { second, others } = await queueBehindTwoHeld(pool, 'who');
+    expect(acceptQueue(pool)).toBe(0);
+    const stopped = pool.stop('test', { drainMs: 0 });
+    second.write('release\n');
+    for (const line of await Promise.all(others.map((socket) => readLine(socket)))) expect(line).toMatch(/^1 \d+$/);
+    await stopped;
+    expect(pool.stats().connections).toMatchObject({ served: WARM + 5, lost: 0 });
+    for (const socket of others) socket.destroy();
+  });
+});
