@@ -188,11 +188,11 @@ export interface PoolOptions {
   execArgv?: string[];
   /**
    * V8's memory reducer in the children. It runs a few garbage collections that shrink a heap
-   * once its process has gone quiet (after about 8 s); a child's first requests after such a
-   * pause then run at a fraction of their pace, in every child at once. Off by default: each
-   * child is started with `--no-memory-reducer` (before `execArgv`, so `execArgv` can undo it), and
-   * an idle child keeps the heap its load grew, about 16 MiB more than a shrunk one. `true` leaves
-   * V8's default. A Node whose V8 lacks the flag is left as it is (logged once).
+   * once its process has gone quiet (after about 8 s); a child's next requests then run slower
+   * until the heap has grown back, in every child at once. Off by default: each child is started
+   * with `--no-memory-reducer` (before `execArgv`, so `execArgv` can undo it), and an idle child
+   * keeps the heap its load grew (1 to 16 MiB more than a shrunk one, measured: bench/README.md).
+   * `true` leaves V8's default. A Node whose V8 lacks the flag is left as it is (logged once).
    * @default false
    */
   childMemoryReducer?: boolean;

@@ -42,7 +42,7 @@ export function probeV8Flag(flag: string): Promise<boolean> {
   return probe;
 }
 
-/** The same, at once: a flag not tried yet is tried now, synchronously (a reload that turned it on). */
+/** The same, at once: a flag not tried yet is tried now, synchronously (a reload that asks for a flag the start did not). */
 export function v8FlagKnown(flag: string): boolean {
   const at = key(flag);
   let answer = known.get(at);
