@@ -387,10 +387,11 @@ export class ChildRuntime {
   /** Gives a connection's socket to the protocol adapter, and sees to what follows its end. */
   #handle(socket: Socket, reservation: Reservation | undefined, group: OrderGroup): void {
     this.#handling++;
-    const began = performance.now();
+    // Where it parks, the HTTP adapter times each request in its slot instead.
+    const began = this.#slots === undefined ? performance.now() : undefined;
     const finished = (): void => {
       this.#handling--;
-      if (this.#slots === undefined) this.#holds.record(performance.now() - began);
+      if (began !== undefined) this.#holds.record(performance.now() - began);
       this.#keepLingering(socket);
       // The connections that waited come before any the batch takes next.
       this.#waiting.shift()?.();

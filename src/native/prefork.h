@@ -142,6 +142,8 @@ napi_value prefork_create_watcher(napi_env env, napi_callback_info info);
 
 /* lifeline.c */
 napi_value prefork_start_lifeline(napi_env env, napi_callback_info info);
+
+/* sched.c */
 napi_value prefork_sched_policy(napi_env env, napi_callback_info info);
 napi_value prefork_set_sched_policy(napi_env env, napi_callback_info info);
 

@@ -23,23 +23,27 @@ function key(flag: string): string {
   return `${process.execPath}\0${flag}`;
 }
 
+/** What a probe runs: this Node with `flag` and nothing to do, in an empty environment. */
+const probe = (flag: string) => [process.execPath, [flag, '-e', '0'], { timeout: PROBE_TIMEOUT_MS, env: {} }] as const;
+
 /** Whether this Node binary starts with `flag`: tried once, in the background, then remembered. */
 export function probeV8Flag(flag: string): Promise<boolean> {
   const at = key(flag);
   const answer = known.get(at);
   if (answer !== undefined) return Promise.resolve(answer);
-  let probe = pending.get(at);
-  if (!probe) {
-    probe = new Promise<boolean>((resolve) => {
-      execFile(process.execPath, [flag, '-e', '0'], { timeout: PROBE_TIMEOUT_MS, env: {} }, (error) => {
+  let running = pending.get(at);
+  if (!running) {
+    running = new Promise<boolean>((resolve) => {
+      const [file, args, options] = probe(flag);
+      execFile(file, args, options, (error) => {
         known.set(at, error === null);
         pending.delete(at);
         resolve(error === null);
       });
     });
-    pending.set(at, probe);
+    pending.set(at, running);
   }
-  return probe;
+  return running;
 }
 
 /** The same, at once: a flag not tried yet is tried now, synchronously (a reload that asks for a flag the start did not). */
@@ -47,7 +51,8 @@ export function v8FlagKnown(flag: string): boolean {
   const at = key(flag);
   let answer = known.get(at);
   if (answer === undefined) {
-    answer = spawnSync(process.execPath, [flag, '-e', '0'], { timeout: PROBE_TIMEOUT_MS, env: {}, stdio: 'ignore' }).status === 0;
+    const [file, args, options] = probe(flag);
+    answer = spawnSync(file, args, { ...options, stdio: 'ignore' }).status === 0;
     known.set(at, answer);
   }
   return answer;

@@ -1,11 +1,13 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isPreforkError } from '../../src/errors.js';
 import type { ChildExitInfo, ChildInfo } from '../../src/pool/Child.js';
-import { accepted, alive, allGone, ask, command, fixture, memoryLogger, nextHook, readLine, served, startPool, stopPools, target, waitFor } from '../helpers.js';
+import { Pool } from '../../index.js';
+import { accepted, alive, allGone, ask, command, fixture, memoryLogger, nextHook, readLine, served, startPool, stopPools, target, tempDir, waitFor } from '../helpers.js';
 
 afterEach(stopPools);
 
@@ -218,6 +220,18 @@ describe('reloading', () => {
 });
 
 describe('stopping', () => {
+  it('a stop while start() has not yet bound (its V8 flag check runs first): start() fails, nothing is bound or forked', async () => {
+    const path = join(tempDir(), 'never.sock');
+    const pool = new Pool({ handler: fixture('control.mjs'), listen: `unix:${path}`, logger: memoryLogger(), children: { start: 1 } });
+    const started = pool.start();
+    const stopped = pool.stop('test');
+    await expect(started).rejects.toMatchObject({ code: 'PREFORK_ERR_POOL_STATE' });
+    await stopped;
+    expect(existsSync(path)).toBe(false);
+    expect(pool.children()).toHaveLength(0);
+    expect((await pool.wait()).reason).toBe('test');
+  });
+
   it('a graceful stop lets a busy connection finish, then the pool is stopped with no child left', async () => {
     const pool = await startPool({ children: { start: 2, max: 2, minSpare: 0 } });
     const held = await command(pool, 'hold');
