@@ -24,7 +24,7 @@ const BODY_TEXT = BODY.toString('latin1');
 /**
  * Raw protocol: parse just the request line and Connection header of each request, answer like
  * Node's http: the same bytes, the head and the body in one write (Node corks them; two writes
- * with TCP_NODELAY on are two segments and two wake-ups of the client).
+ * are two system calls and, with TCP_NODELAY on, two segments).
  */
 export function connection(socket) {
   let buffered = '';
