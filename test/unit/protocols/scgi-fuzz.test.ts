@@ -201,7 +201,6 @@ describe('scgi parser fuzzing', () => {
   it(`gives a request or the documented error for mutated requests, whatever the pieces (seed ${SEED})`, () => {
     const random = createRandom(SEED + 1);
     const seen = { head: 0, error400: 0, error431: 0, incomplete: 0 };
-    const startedAt = Date.now();
     for (let index = 0; index < MUTATED_CASES; index += 1) {
       let input = encodeRequest(validPairs(random), random.bytes(random.below(10)));
       const rounds = 1 + random.below(3);
@@ -218,7 +217,6 @@ describe('scgi parser fuzzing', () => {
     expect(seen.error400).toBeGreaterThan(100);
     expect(seen.error431).toBeGreaterThan(10);
     expect(seen.incomplete).toBeGreaterThan(100);
-    expect(Date.now() - startedAt).toBeLessThan(3_000);
   });
 
   it(`gives a request or the documented error for random bytes (seed ${SEED})`, () => {
