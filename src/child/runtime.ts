@@ -124,7 +124,7 @@ export class ChildRuntime {
   #schedulingError: string | undefined;
   /** Makes the sockets of accepted connections. */
   readonly #sockets = new AcceptedSockets();
-  /** Where it does not park: connections in the protocol adapter now (at most `slots`). */
+  /** Connections in the protocol adapter now; where it does not park, at most `slots` (the rest wait in #waiting). */
   #handling = 0;
   /**
    * Where it does not park: connections of a chain batch taken while the child's slot was held,

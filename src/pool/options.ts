@@ -191,7 +191,7 @@ export interface PoolOptions {
    * once its process has gone quiet (after about 8 s); a child's next requests then run slower
    * until the heap has grown back, in every child at once. Off by default: each child is started
    * with `--no-memory-reducer` (before `execArgv`, so `execArgv` can undo it), and an idle child
-   * keeps the heap its load grew (1 to 16 MiB more than a shrunk one, measured: bench/README.md).
+   * keeps the heap its load grew (how much more than a shrunk one, as measured: bench/README.md).
    * `true` leaves V8's default. A Node whose V8 lacks the flag is left as it is (logged once).
    * @default false
    */
