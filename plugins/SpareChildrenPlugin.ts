@@ -82,6 +82,7 @@ export class SpareChildrenPlugin implements SpawningPolicy {
   /**
    * Grows or shrinks the pool by `delta` children at run time (SIGTTIN / SIGTTOU): moves `min`
    * within 0..max, spawns at once when growing, retires the longest-idle child when shrinking.
+   * Counts the children of the generation being spawned (the new one during a reload).
    * Returns the new `min`.
    */
   adjust(delta: number): number {
@@ -89,7 +90,9 @@ export class SpareChildrenPlugin implements SpawningPolicy {
     const next = Math.max(0, Math.min(this.#options.max, this.#options.min + delta));
     this.#options.min = next;
     if (this.#options.start > next && delta < 0) this.#options.start = next;
-    const live = pool.children().filter((child) => child.state !== 'stopping');
+    // During a reload this plugin is the new generation's: its children are the ones it sizes (the
+    // old ones go when it commits).
+    const live = pool.children().filter((child) => child.state !== 'stopping' && child.generation === pool.spawnGeneration);
     if (delta > 0) {
       for (let i = live.length; i < next; i++) if (!pool.spawnChild()) break;
     } else if (delta < 0 && live.length > next) {

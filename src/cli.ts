@@ -368,7 +368,9 @@ class Server {
       this.#log.warn('the spawning plugin in use cannot change the number of children at run time', { plugin: spawning ? pluginText(spawning) : null });
       return;
     }
-    const live = this.#pool.children().filter((child) => child.state !== 'stopping').length;
+    // During a reload the spawning plugin in force is the new generation's: only its children count
+    // (the old ones, there until it commits, would otherwise be added to its min).
+    const live = this.#pool.children().filter((child) => child.state !== 'stopping' && child.generation === this.#pool.spawnGeneration).length;
     const max = spawning.maximum ?? this.#pool.options.children.max;
     if (delta > 0 && live >= max) {
       this.#log.warn('no child added (SIGTTIN): children.max reached', { children: live, max });

@@ -270,6 +270,14 @@ export class Pool {
     return this.#ctx.generation;
   }
 
+  /**
+   * The generation a child spawned now belongs to: during a reload the new one (whose options and
+   * plugins are in force), otherwise {@link generation}.
+   */
+  get spawnGeneration(): number {
+    return this.#ctx.spawnGeneration;
+  }
+
   /** The applied plugin with this role (`spawning`, `overload`, ...), if any. */
   plugin<T extends PoolPlugin = PoolPlugin>(role: string): T | undefined {
     return this.plugins.find((plugin) => plugin.role === role) as T | undefined;

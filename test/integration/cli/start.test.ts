@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { existsSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -90,6 +90,35 @@ describe('prefork start', () => {
     server.signal('SIGTTOU');
     await until(() => childPids(server.pid).length === 1, '1 child');
     expect((await who(port)).generation).toBe(1);
+    server.signal('SIGTERM');
+    expect((await server.exited).code).toBe(0);
+  });
+
+  it('a SIGTTIN during a reload adds one child to the new generation, not the old generation on top of it', async () => {
+    const dir = project({
+      // Children load only while the file `go` exists (a bounded wait), so the reload can be held open.
+      'slow.mjs':
+        "import { existsSync } from 'node:fs';\n" +
+        "for (let i = 0; i < 400 && !existsSync(new URL('./go', import.meta.url)); i++) await new Promise((r) => setTimeout(r, 25));\n" +
+        'export function connection(socket) { socket.end(`${process.pid}\\n`); }\n',
+      go: '',
+      'prefork.config.json': { handler: './slow.mjs', protocol: 'raw', listen: '127.0.0.1:0', children: { start: 2, min: 2, max: 8, minSpare: 0, maxSpare: 8 } },
+    });
+    const server = new Server([], dir);
+    await server.started();
+    const old = childPids(server.pid);
+    expect(old).toHaveLength(2);
+    rmSync(join(dir, 'go'));
+    server.signal('SIGHUP');
+    await server.log((entry) => entry.msg === 'reload: new generation spawned; old children retire once idle');
+    server.signal('SIGTTIN');
+    // The old generation's 2 children are still there, until the new one is ready: they do not count.
+    const grown = await server.log((entry) => entry.msg === 'one child more (SIGTTIN)');
+    expect({ children: grown.children, min: grown.min }).toEqual({ children: 3, min: 3 });
+    writeFileSync(join(dir, 'go'), '');
+    await server.log((entry) => entry.msg === 'reload complete');
+    await until(() => old.every((pid) => !alive(pid)), 'the old children to exit');
+    await until(() => childPids(server.pid).length === 3, '3 children');
     server.signal('SIGTERM');
     expect((await server.exited).code).toBe(0);
   });

@@ -84,7 +84,7 @@ describe.skipIf(SKIP)('slow clients at the default settings, no front proxy (slo
     let attackOutput = '';
     attack.stdout!.on('data', (chunk: Buffer) => (attackOutput += chunk.toString()));
     attack.stderr!.on('data', (chunk: Buffer) => (attackOutput += chunk.toString()));
-    const attackDone = once(attack, 'exit');
+    const attackDone = once(attack, 'close');
 
     const latencies: number[] = [];
     const failures: string[] = [];
