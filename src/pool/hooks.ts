@@ -233,7 +233,10 @@ export interface SpawningPolicy extends PoolPlugin {
   readonly minimum: number;
   /** The most children it starts. */
   readonly maximum: number;
-  /** Moves the minimum by `delta` at run time, spawning or retiring at once; returns the new minimum. */
+  /**
+   * Moves the minimum by `delta` at run time, spawning or retiring at once; returns the new minimum.
+   * It sizes the children of `pool.spawnGeneration` (during a reload, the new generation's).
+   */
   adjust(delta: number): number;
 }
 
