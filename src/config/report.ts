@@ -55,6 +55,7 @@ export function describeConfig(config: ResolvedConfig, plugins: readonly PoolPlu
     acceptChainBatchMs: options.acceptChainBatchMs,
     parentScheduling: options.parentScheduling,
     deferAccept: options.deferAccept,
+    notsentLowat: options.notsentLowat,
     tickInterval: options.tickInterval,
     cwd: options.cwd,
   };

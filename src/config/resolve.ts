@@ -17,7 +17,7 @@ import type { LogConfig, PreforkConfig } from './types.js';
 /** The top-level keys of a config file; anything else is refused as a typo. */
 export const CONFIG_KEYS: readonly (keyof PreforkConfig)[] = Object.freeze([
   'handler', 'listen', 'protocol', 'http', 'scgi', 'children', 'timeouts', 'overload', 'recycle', 'plugins',
-  'user', 'group', 'log', 'env', 'execArgv', 'childMemoryReducer', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'acceptChainBatchMs', 'parentScheduling', 'deferAccept', 'tickInterval', 'status',
+  'user', 'group', 'log', 'env', 'execArgv', 'childMemoryReducer', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'acceptChainBatchMs', 'parentScheduling', 'deferAccept', 'notsentLowat', 'tickInterval', 'status',
 ] as const);
 
 const LOG_KEYS = ['level', 'file', 'format'];
@@ -272,6 +272,7 @@ async function resolveChecked(contents: unknown, filepath: string | undefined, c
     ...(config.acceptChainBatchMs === undefined ? {} : { acceptChainBatchMs: config.acceptChainBatchMs }),
     ...(config.parentScheduling === undefined ? {} : { parentScheduling: config.parentScheduling }),
     ...(config.deferAccept === undefined ? {} : { deferAccept: config.deferAccept }),
+    ...(config.notsentLowat === undefined ? {} : { notsentLowat: config.notsentLowat }),
     ...(config.tickInterval === undefined ? {} : { tickInterval: config.tickInterval }),
     ...(config.status === undefined ? {} : { status: isObject(config.status) && config.status.listen !== undefined ? { ...config.status, listen: anchorListen(config.status.listen, base) as ListenSpec } : config.status }),
     logLevel: log.level,

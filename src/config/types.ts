@@ -82,6 +82,8 @@ export interface PreforkConfig {
   parentScheduling?: 'batch' | 'normal';
   /** Linux TCP_DEFER_ACCEPT in seconds: wake only once a TCP client has sent data. 0 = off. @default 0 */
   deferAccept?: number;
+  /** TCP_NOTSENT_LOWAT of each TCP listener in bytes: the most unsent data the kernel takes per connection. 0 = the system's default. @default 65536 */
+  notsentLowat?: number;
   /** Milliseconds between two maintenance ticks of the parent (spawning policy, recycling). @default 1000 */
   tickInterval?: number;
   /**

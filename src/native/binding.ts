@@ -32,6 +32,8 @@ export interface NativeBinding {
   mapPage(fd: number): ArrayBuffer;
   bytesAcked(fd: number): number;
   tcpNoDelay(fd: number): boolean;
+  setNotsentLowat(fd: number, bytes: number): boolean;
+  notsentLowat(fd: number): number;
   socketpair(): [number, number];
   read(fd: number, buffer: Uint8Array, offset?: number, length?: number): number;
   write(fd: number, buffer: Uint8Array, offset?: number, length?: number): number;
@@ -57,6 +59,8 @@ export interface NativeFeatures {
   acceptQueue: boolean;
   /** TCP_DEFER_ACCEPT; otherwise `deferAccept` has no effect. */
   deferAccept: boolean;
+  /** TCP_NOTSENT_LOWAT (Linux, macOS); otherwise `notsentLowat` has no effect. */
+  notsentLowat: boolean;
   /** Socket filters (Linux): {@link holdNewConnections} can keep new connections out of a TCP listener. */
   holdNewConnections: boolean;
   /** Pages shared with each child (Linux memfd): HTTP children park waiting connections. */

@@ -31,6 +31,8 @@ export {
   shutdownListener,
   holdNewConnections,
   pendingHandshakes,
+  setNotsentLowat,
+  notsentLowat,
   type ListenTcpOptions,
   type ListenUnixOptions,
   type ListenerInfo,

@@ -434,6 +434,56 @@ napi_value prefork_listener_info(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * setNotsentLowat(fd, bytes): TCP_NOTSENT_LOWAT on a TCP socket. Set on a listener, it holds for
+ * the connections accepted from it (Linux copies it into each one): a write then takes no more
+ * than about `bytes` that the peer has not yet received, and the rest of an answer waits in the
+ * child's own memory, where a shared buffer costs nothing, instead of in the kernel's. Returns
+ * false where the system has no such option.
+ */
+napi_value prefork_set_notsent_lowat(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  PREFORK_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd, bytes;
+  if (!prefork_get_int32(env, argv[0], "fd", &fd) || !prefork_get_int32(env, argv[1], "bytes", &bytes)) {
+    return NULL;
+  }
+  if (bytes < 0) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "bytes must be 0 or more");
+    return NULL;
+  }
+  bool set = false;
+#ifdef PREFORK_HAVE_NOTSENT_LOWAT
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &bytes, sizeof bytes) < 0) {
+    return prefork_throw_errno(env, errno, "setsockopt", NULL);
+  }
+  set = true;
+#else
+  (void)fd;
+#endif
+  napi_value result;
+  PREFORK_CALL(env, napi_get_boolean(env, set, &result));
+  return result;
+}
+
+/* notsentLowat(fd): the socket's TCP_NOTSENT_LOWAT (0: the system's default); -1 where unknown. */
+napi_value prefork_notsent_lowat(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!prefork_get_fd_argument(env, info, &fd)) return NULL;
+  int32_t bytes = -1;
+#ifdef PREFORK_HAVE_NOTSENT_LOWAT
+  int value = 0;
+  socklen_t length = sizeof value;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &value, &length) == 0) bytes = value;
+#else
+  (void)fd;
+#endif
+  napi_value result;
+  PREFORK_CALL(env, napi_create_int32(env, bytes, &result));
+  return result;
+}
+
 /* tcpNoDelay(fd): whether TCP_NODELAY is on for the socket; false where it is not TCP. */
 napi_value prefork_tcp_no_delay(napi_env env, napi_callback_info info) {
   int32_t fd;

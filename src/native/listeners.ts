@@ -159,6 +159,27 @@ export function holdNewConnections(fd: number): boolean {
 }
 
 /**
+ * Sets TCP_NOTSENT_LOWAT on a TCP socket: on a listener, for every connection accepted from it
+ * from then on. A write to such a connection takes only about `bytes` more than the peer has
+ * received; the rest of an answer waits in the process (see `notsentLowat` in the pool options).
+ * `0` gives the system's default back. Returns false, doing nothing, where the system has no such
+ * option.
+ * @throws PreforkError `PREFORK_ERR_SOCKET` when the fd is not a TCP socket or `bytes` is not an
+ *   integer from 0 to 2^31 - 1.
+ */
+export function setNotsentLowat(fd: number, bytes: number): boolean {
+  const what = `could not set TCP_NOTSENT_LOWAT on fd ${fd}`;
+  checkFd(what, fd);
+  checkInteger('PREFORK_ERR_SOCKET', what, 'bytes', bytes, 0, 2 ** 31 - 1);
+  return callNative('PREFORK_ERR_SOCKET', what, (native) => native.setNotsentLowat(fd, bytes));
+}
+
+/** A TCP socket's TCP_NOTSENT_LOWAT (0: the system's default), or -1 where it is unknown. */
+export function notsentLowat(fd: number): number {
+  return binding().notsentLowat(fd);
+}
+
+/**
  * How many connections to a TCP listener are half-way through their handshake (Linux: the
  * SYN-RECV entries of its address and port, read with sock_diag), or -1 where the system does not
  * tell. Those complete into the accept queue one round trip later.

@@ -127,6 +127,11 @@ static napi_status create_features(napi_env env, napi_value *result) {
 #else
       {"deferAccept", false},
 #endif
+#ifdef PREFORK_HAVE_NOTSENT_LOWAT
+      {"notsentLowat", true},
+#else
+      {"notsentLowat", false},
+#endif
 #ifdef PREFORK_HAVE_SOCKET_FILTER
       {"holdNewConnections", true},
 #else
@@ -178,6 +183,8 @@ NAPI_MODULE_INIT() {
       {"listenUnix", NULL, prefork_listen_unix, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adoptListener", NULL, prefork_adopt_listener, NULL, NULL, NULL, napi_enumerable, NULL},
       {"listenerInfo", NULL, prefork_listener_info, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setNotsentLowat", NULL, prefork_set_notsent_lowat, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"notsentLowat", NULL, prefork_notsent_lowat, NULL, NULL, NULL, napi_enumerable, NULL},
       {"accept", NULL, prefork_accept, NULL, NULL, NULL, napi_enumerable, NULL},
       {"acceptQueueLength", NULL, prefork_accept_queue_length, NULL, NULL, NULL, napi_enumerable, NULL},
       {"acceptQueue", NULL, prefork_accept_queue, NULL, NULL, NULL, napi_enumerable, NULL},

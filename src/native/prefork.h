@@ -31,6 +31,8 @@
  * PREFORK_HAVE_DEFER_ACCEPT  TCP_DEFER_ACCEPT; elsewhere `deferAccept` is accepted and has no effect.
  * PREFORK_HAVE_SCHED_BATCH  SCHED_BATCH for the parent's main thread (sched.c); elsewhere the
  *                          parent's scheduling is left as it is.
+ * PREFORK_HAVE_NOTSENT_LOWAT  TCP_NOTSENT_LOWAT (Linux, macOS: a socket option, not a fast path, so
+ *                          the portable build keeps it); elsewhere `notsentLowat` has no effect.
  * PREFORK_SEND_FLAGS       MSG_NOSIGNAL where it exists; elsewhere 0, which is safe because Node
  *                          ignores SIGPIPE in every process it runs.
  */
@@ -43,6 +45,9 @@
 #define PREFORK_HAVE_SOCKET_FILTER 1
 #define PREFORK_HAVE_PAGE 1
 #define PREFORK_HAVE_SCHED_BATCH 1
+#endif
+#if defined(__linux__) || defined(__APPLE__)
+#define PREFORK_HAVE_NOTSENT_LOWAT 1
 #endif
 #if !defined(PREFORK_PORTABLE) && defined(MSG_NOSIGNAL)
 #define PREFORK_SEND_FLAGS MSG_NOSIGNAL
@@ -114,6 +119,8 @@ napi_value prefork_listen_tcp(napi_env env, napi_callback_info info);
 napi_value prefork_listen_unix(napi_env env, napi_callback_info info);
 napi_value prefork_adopt_listener(napi_env env, napi_callback_info info);
 napi_value prefork_listener_info(napi_env env, napi_callback_info info);
+napi_value prefork_set_notsent_lowat(napi_env env, napi_callback_info info);
+napi_value prefork_notsent_lowat(napi_env env, napi_callback_info info);
 
 /* accept.c */
 napi_value prefork_accept(napi_env env, napi_callback_info info);

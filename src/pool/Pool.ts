@@ -201,7 +201,7 @@ export class Pool {
   /**
    * Starts a new generation: new children, the old ones retired once idle. With `options` (a
    * re-read config) every option takes effect except the sockets (`listen`, `backlog`,
-   * `deferAccept`: the bound ones are kept), and the plugins are built afresh from them: the
+   * `deferAccept`, `notsentLowat`: the bound ones are kept), and the plugins are built afresh from them: the
    * user's plugins and the defaults for the new `children`, `overload`, `recycle`. Without, the
    * same options and plugins start new children. All or nothing: invalid options or a plugin
    * that fails to apply throw and change nothing; a generation that never gets ready is
@@ -335,7 +335,7 @@ export class Pool {
   #reloadOptions(options: PoolOptions): ResolvedPoolOptions {
     const current = this.#ctx.options;
     const next = resolvePoolOptions(options);
-    const kept = { listen: current.listen, backlog: current.backlog, deferAccept: current.deferAccept };
+    const kept = { listen: current.listen, backlog: current.backlog, deferAccept: current.deferAccept, notsentLowat: current.notsentLowat };
     const changed = (Object.keys(kept) as (keyof typeof kept)[]).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(kept[key]));
     if (changed.length > 0) this.logger.warn('the sockets cannot change on reload; keeping the bound ones', { keys: changed });
     // New certificates take effect on the bound sockets, but only where the sockets are the ones

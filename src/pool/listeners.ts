@@ -92,7 +92,7 @@ export function watch(ctx: PoolContext, listener: Listener): void {
 
 /** Binds (or adopts) every `listen` address. On a failure the ones already bound are closed again. */
 export function bindListeners(ctx: PoolContext): void {
-  const { backlog, deferAccept } = ctx.options;
+  const { backlog, deferAccept, notsentLowat } = ctx.options;
   try {
     for (const target of ctx.options.listen) {
       const infos: { info: ListenerInfo; ownedPath?: string }[] = [];
@@ -100,7 +100,11 @@ export function bindListeners(ctx: PoolContext): void {
       else if (target.kind === 'unix') infos.push({ info: native.listenUnix(target.path, { backlog, mode: target.mode }), ownedPath: target.path });
       else if (target.kind === 'fd') infos.push({ info: native.adoptListener(target.fd) });
       else for (const fd of systemdListenFds()) infos.push({ info: native.adoptListener(fd) });
-      for (const { info, ownedPath } of infos) addListener(ctx, info, target, ownedPath);
+      for (const { info, ownedPath } of infos) {
+        // Adopted TCP listeners too: the limit guards the machine's TCP memory however the socket came.
+        if (notsentLowat > 0 && info.family !== 'unix') native.setNotsentLowat(info.fd, notsentLowat);
+        addListener(ctx, info, target, ownedPath);
+      }
     }
   } catch (error) {
     closeListeners(ctx);

@@ -144,6 +144,17 @@ export interface PoolOptions {
   backlog?: number;
   /** Linux TCP_DEFER_ACCEPT, in seconds: offer a TCP connection only once it has sent data. 0 = off. @default 0 */
   deferAccept?: number;
+  /**
+   * TCP_NOTSENT_LOWAT of each TCP listener, in bytes (Linux, macOS), which its connections
+   * inherit: a write to a connection takes at most about this many bytes that the client has not
+   * yet received into the kernel, and the rest of an answer waits in the child (a shared buffer is
+   * not copied). Without it, the kernel takes up to its send buffer (4 MiB by default on Linux)
+   * from every connection whose client reads slowly, and a thousand of them can fill the system's
+   * TCP memory (`net.ipv4.tcp_mem`) for every program on the machine. 0 = the system's default
+   * (`net.ipv4.tcp_notsent_lowat`, unlimited unless set).
+   * @default 65536
+   */
+  notsentLowat?: number;
   children?: Partial<ChildrenOptions>;
   timeouts?: Partial<TimeoutOptions>;
   /** Milliseconds between two `onParentTick` calls (spawning policy, recycling, shutdown checks). @default 1000 */
@@ -221,6 +232,7 @@ export interface ResolvedPoolOptions {
   acceptChainBatchMs: number;
   parentScheduling: 'batch' | 'normal';
   deferAccept: number;
+  notsentLowat: number;
   children: ChildrenOptions;
   timeouts: TimeoutOptions;
   tickInterval: number;
@@ -356,7 +368,7 @@ export function parseListen(spec: ListenSpec, key = 'listen'): ListenTarget {
 }
 
 const POOL_KEYS: ReadonlySet<string> = new Set([
-  'handler', 'listen', 'protocol', 'http', 'scgi', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'acceptChainBatchMs', 'parentScheduling', 'deferAccept', 'children', 'timeouts', 'tickInterval', 'status',
+  'handler', 'listen', 'protocol', 'http', 'scgi', 'backlog', 'ordersPerWakeup', 'acceptChain', 'acceptChainChildren', 'acceptChainBatchMs', 'parentScheduling', 'deferAccept', 'notsentLowat', 'children', 'timeouts', 'tickInterval', 'status',
   'overload', 'recycle', 'plugins', 'defaultPlugins', 'logger', 'logLevel', 'env', 'execArgv', 'childMemoryReducer', 'cwd', 'uid', 'gid', 'childStderr',
 ]);
 const CHILDREN_KEYS: ReadonlySet<string> = new Set(Object.keys(CHILDREN_DEFAULTS));
@@ -451,6 +463,7 @@ export function resolvePoolOptions(options: PoolOptions): ResolvedPoolOptions {
     acceptChainBatchMs: integer('acceptChainBatchMs', options.acceptChainBatchMs, 1, 0, 1000),
     parentScheduling,
     deferAccept: integer('deferAccept', options.deferAccept, 0, 0, 3600),
+    notsentLowat: integer('notsentLowat', options.notsentLowat, 65536, 0, 2 ** 31 - 1),
     children,
     timeouts,
     tickInterval: milliseconds('tickInterval', options.tickInterval, 1000, 10),

@@ -31,6 +31,8 @@ import {
   tcpNoDelay,
   schedPolicy,
   setSchedPolicy,
+  setNotsentLowat,
+  notsentLowat,
   type ListenerInfo,
   type Watcher,
 } from '../../src/native/index.js';
@@ -133,7 +135,9 @@ function thrownBy(action: () => unknown): unknown {
 describe('features', () => {
   it('the Linux build has every fast path; the portable build (PREFORK_EXPECT_PORTABLE=1) none', () => {
     const portable = process.env.PREFORK_EXPECT_PORTABLE === '1';
-    expect(FEATURES).toEqual({ sockFlags: !portable, acceptQueue: !portable, deferAccept: !portable, holdNewConnections: !portable, pages: !portable, schedBatch: !portable, portable });
+    // TCP_NOTSENT_LOWAT is a plain socket option that macOS has too, so the portable build keeps it.
+    const notsentLowat = process.platform === 'linux' || process.platform === 'darwin';
+    expect(FEATURES).toEqual({ sockFlags: !portable, acceptQueue: !portable, deferAccept: !portable, notsentLowat, holdNewConnections: !portable, pages: !portable, schedBatch: !portable, portable });
   });
 });
 
@@ -322,6 +326,28 @@ describe('accept', () => {
     const unix = track(listenUnix(join(mkdtempSync(join(tmpdir(), 'prefork-nodelay-')), 's.sock')));
     expect(tcpNoDelay(unix.fd)).toBe(false);
     expect(thrownBy(() => tcpNoDelay(NEVER_OPEN_FD))).toMatchObject({ code: 'EBADF' });
+  });
+
+  it.skipIf(!FEATURES.notsentLowat)('gives connections the TCP_NOTSENT_LOWAT set on their listener (Linux copies it into each accepted socket)', async () => {
+    const listener = track(listenTcp('127.0.0.1', 0));
+    expect(notsentLowat(listener.fd)).toBe(0);
+    expect(setNotsentLowat(listener.fd, 65536)).toBe(true);
+    expect(notsentLowat(listener.fd)).toBe(65536);
+    await connectClient({ port: listener.port, host: '127.0.0.1' });
+    const fd = track(accept(listener.fd));
+    if (process.platform === 'linux') expect(notsentLowat(fd)).toBe(65536);
+    // 0 gives the system's default back, for the connections accepted from then on.
+    expect(setNotsentLowat(listener.fd, 0)).toBe(true);
+    await connectClient({ port: listener.port, host: '127.0.0.1' });
+    expect(notsentLowat(track(accept(listener.fd)))).toBe(0);
+    expect(notsentLowat(fd)).toBe(65536);
+    const refused = thrownBy(() => setNotsentLowat(listener.fd, -1));
+    expect(isPreforkError(refused) && refused.code).toBe('PREFORK_ERR_SOCKET');
+    expect(String(refused)).toContain('bytes');
+    const unix = track(listenUnix(join(mkdtempSync(join(tmpdir(), 'prefork-lowat-')), 's.sock')));
+    const notTcp = thrownBy(() => setNotsentLowat(unix.fd, 65536));
+    expect(isPreforkError(notTcp) && notTcp.code).toBe('PREFORK_ERR_SOCKET');
+    expect(notsentLowat(unix.fd)).toBe(-1);
   });
 
   it('throws an Error with code EBADF for an fd that is not open', () => {

@@ -179,6 +179,11 @@ const cases: Case[] = [
     message: 'prefork.config.json: status.listen.bogus: unknown option (known: host, port)',
   },
   {
+    name: 'a notsentLowat that is not a byte count',
+    files: { 'prefork.config.json': { ...VALID, notsentLowat: '64k' } },
+    message: 'prefork.config.json: notsentLowat: expected an integer from 0 to 2147483647, got "64k"',
+  },
+  {
     name: 'a bad --listen, named as the command line\'s',
     files: { 'prefork.config.json': VALID },
     args: ['--listen', '127.0.0.1:99999'],
@@ -294,6 +299,7 @@ describe.concurrent('the command line', () => {
       ordersPerWakeup: 1,
       acceptChain: 32,
       deferAccept: 0,
+      notsentLowat: 65536,
       tickInterval: 1000,
     });
   });

@@ -1,13 +1,17 @@
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nativeFeatures } from '../../../src/native/index.js';
 import type { Pool } from '../../../src/pool/Pool.js';
+import { skipWithout } from '../../environment.js';
 import { accepted, connect, fixture, startPool, stopPools, waitFor } from '../../helpers.js';
 import { fetchAnswer, seen } from './client.js';
 
 // Slow clients against the HTTP protocol: slowloris connections that dribble a header that never
-// ends, and idle connections that never send anything (TCP_DEFER_ACCEPT).
+// ends, idle connections that never send anything (TCP_DEFER_ACCEPT), and a reader that does not
+// read (TCP_NOTSENT_LOWAT).
 
 afterEach(stopPools);
 
@@ -191,5 +195,72 @@ describe('deferAccept (Linux TCP_DEFER_ACCEPT)', () => {
     } finally {
       for (const socket of idle) socket.destroy();
     }
+  });
+});
+
+/**
+ * The kernel's send queue of the server's end of a connection (`tx_queue` in /proc/net/tcp: bytes
+ * written and not yet acknowledged by the client's kernel), found by the two ports; -1 while absent.
+ */
+function serverSendQueue(serverPort: number, clientPort: number): number {
+  const hex = (port: number) => port.toString(16).toUpperCase().padStart(4, '0');
+  for (const line of readFileSync('/proc/net/tcp', 'latin1').split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length < 5 || !fields[1]!.endsWith(`:${hex(serverPort)}`) || !fields[2]!.endsWith(`:${hex(clientPort)}`)) continue;
+    return Number.parseInt(fields[4]!.split(':')[0]!, 16);
+  }
+  return -1;
+}
+
+/**
+ * Asks for `/big` (1 MiB, one shared buffer) and does not read: returns the server's send queue
+ * once it has stopped growing (the client's receive window is full and the kernel took what it
+ * takes), then reads the whole answer and returns its body's length too.
+ */
+async function stalledReader(port: number): Promise<{ queued: number; bodyBytes: number }> {
+  const socket = net.connect({ host: '127.0.0.1', port });
+  await once(socket, 'connect');
+  socket.pause();
+  socket.write('GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+  // Bounded: the queue settles within milliseconds on loopback; 5 s only stop a broken run.
+  let queued = -1;
+  let previous = -2;
+  const deadline = performance.now() + 5000;
+  while (performance.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    queued = serverSendQueue(port, socket.localPort!);
+    if (queued > 0 && queued === previous) break;
+    previous = queued;
+  }
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.resume();
+  await once(socket, 'close');
+  const answer = Buffer.concat(chunks);
+  const bodyBytes = answer.length - (answer.indexOf('\r\n\r\n') + 4);
+  return { queued, bodyBytes };
+}
+
+/** The send queue is read from Linux's /proc/net/tcp; the option itself exists on macOS too. */
+const NO_SEND_QUEUE = skipWithout(
+  nativeFeatures().notsentLowat && process.platform === 'linux' ? undefined : 'this system has no TCP_NOTSENT_LOWAT or no /proc/net/tcp, so the notsentLowat tests are skipped',
+);
+
+describe.skipIf(NO_SEND_QUEUE)('notsentLowat (TCP_NOTSENT_LOWAT): what the kernel holds for a client that does not read', () => {
+  const options = { handler: fixture('slow-target.mjs'), protocol: 'http', children: { start: 1, min: 1, max: 1 } } as const;
+
+  it('at the default (64 KiB), the kernel holds little of a 1 MiB answer; the rest waits in the child, and the client gets all of it once it reads', async () => {
+    const pool = await startPool(options);
+    const { queued, bodyBytes } = await stalledReader(pool.addresses()[0]!.port);
+    expect(queued).toBeGreaterThan(0);
+    expect(queued).toBeLessThan(256 * 1024);
+    expect(bodyBytes).toBe(1024 * 1024);
+  });
+
+  it('with notsentLowat: 0 (the system default), the kernel takes most of the answer into its own memory', async () => {
+    const pool = await startPool({ ...options, notsentLowat: 0 });
+    const { queued, bodyBytes } = await stalledReader(pool.addresses()[0]!.port);
+    expect(queued).toBeGreaterThan(512 * 1024);
+    expect(bodyBytes).toBe(1024 * 1024);
   });
 });

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import http from 'node:http';
@@ -14,7 +14,8 @@ import { freePort } from './nginx.js';
 // settings, HTTP, no proxy in front: 200 and 1,000 connections of slowloris (-H), slow POST (-B) and
 // slow read (-X) for 12 s each, while a normal client asks for a page every 50 ms on a new connection.
 // Every normal request must be answered within 1 s (p99 over the attack), no child may crash, and
-// parent and children stay within the stated memory.
+// parent and children stay within the stated memory, and so does the kernel's memory for TCP
+// (for the whole machine: without `notsentLowat`, the slow read of 1,000 connections fills it).
 
 const SLOWHTTPTEST = findExecutable('slowhttptest');
 const SKIP = skipWithout(SLOWHTTPTEST ? (nativeFeatures().pages ? undefined : 'this system shares no pages with children, so HTTP children do not park connections') : 'slowhttptest is not installed (Debian/Ubuntu: apt-get install slowhttptest; .ci/run installs it)');
@@ -23,6 +24,9 @@ const SKIP = skipWithout(SLOWHTTPTEST ? (nativeFeatures().pages ? undefined : 't
 const CHILD_RSS_BOUND_MIB = 160;
 const PARENT_RSS_BOUND_MIB = 100;
 const ATTACK_SECONDS = 12;
+/** The kernel's TCP memory, all sockets of the machine (`net.ipv4.tcp_mem` allows 2.2 GiB on a 24-GiB one). */
+const TCP_MEMORY_BOUND_MIB = 512;
+const PAGE_BYTES = Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }));
 
 afterEach(killServers);
 
@@ -34,6 +38,12 @@ function rssMiB(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** The memory the kernel holds for TCP sockets, all of the machine's, in MiB (/proc/net/sockstat's pages). */
+function tcpMemoryMiB(): number {
+  const match = /^TCP:.* mem (\d+)/m.exec(readFileSync('/proc/net/sockstat', 'utf8'));
+  return match ? (Number(match[1]) * PAGE_BYTES) / 2 ** 20 : 0;
 }
 
 /** Open sockets of a process (its connections, with the listener and the channel). */
@@ -91,6 +101,7 @@ describe.skipIf(SKIP)('slow clients at the default settings, no front proxy (slo
     let mostChildRss = 0;
     let mostParentRss = 0;
     let mostHeld = 0;
+    let mostTcpMemory = 0;
     let attacking = true;
     void attackDone.then(() => (attacking = false));
     const deadline = Date.now() + (ATTACK_SECONDS + 10) * 1000;
@@ -106,6 +117,7 @@ describe.skipIf(SKIP)('slow clients at the default settings, no front proxy (slo
       mostParentRss = Math.max(mostParentRss, rssMiB(server.pid));
       mostChildRss = Math.max(mostChildRss, ...children.map(rssMiB));
       mostHeld = Math.max(mostHeld, children.reduce((sum, pid) => sum + sockets(pid), 0));
+      mostTcpMemory = Math.max(mostTcpMemory, tcpMemoryMiB());
       await tick;
     }
     await attackDone;
@@ -114,7 +126,7 @@ describe.skipIf(SKIP)('slow clients at the default settings, no front proxy (slo
 
     latencies.sort((a, b) => a - b);
     const p99 = latencies[Math.floor(latencies.length * 0.99)] ?? Infinity;
-    const summary = { attack: name, connections: count, requests: latencies.length, failures: failures.slice(0, 5), p50: Math.round(latencies[Math.floor(latencies.length / 2)] ?? 0), p99: Math.round(p99), max: Math.round(latencies.at(-1) ?? 0), mostChildRssMiB: Math.round(mostChildRss), mostParentRssMiB: Math.round(mostParentRss), mostHeld };
+    const summary = { attack: name, connections: count, requests: latencies.length, failures: failures.slice(0, 5), p50: Math.round(latencies[Math.floor(latencies.length / 2)] ?? 0), p99: Math.round(p99), max: Math.round(latencies.at(-1) ?? 0), mostChildRssMiB: Math.round(mostChildRss), mostParentRssMiB: Math.round(mostParentRss), mostHeld, mostTcpMiB: Math.round(mostTcpMemory) };
     // The figures of the README's slow-client section come from these lines.
     console.log(`slowhttptest ${JSON.stringify(summary)}`);
     expect(summary.failures, JSON.stringify(summary)).toEqual([]);
@@ -124,6 +136,7 @@ describe.skipIf(SKIP)('slow clients at the default settings, no front proxy (slo
     expect(mostHeld, `${JSON.stringify(summary)}\n${attackOutput.slice(-2000)}`).toBeGreaterThan(count * 0.3);
     expect(mostChildRss, JSON.stringify(summary)).toBeLessThan(CHILD_RSS_BOUND_MIB);
     expect(mostParentRss, JSON.stringify(summary)).toBeLessThan(PARENT_RSS_BOUND_MIB);
+    expect(mostTcpMemory, JSON.stringify(summary)).toBeLessThan(TCP_MEMORY_BOUND_MIB);
     const crashes = server.stderr.filter((line) => line.includes('"child.exit"') && line.includes('unexpectedly'));
     expect(crashes).toEqual([]);
     expect(code).toBe(0);

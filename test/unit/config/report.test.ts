@@ -53,6 +53,7 @@ describe('describeConfig (prefork check)', () => {
       acceptChainBatchMs: 1,
       parentScheduling: 'batch',
       deferAccept: 0,
+      notsentLowat: 65536,
       tickInterval: 1000,
       cwd: '/srv',
     });

@@ -381,7 +381,7 @@ describe('resolveConfig: every refusal, word for word, labelled with where it ca
   const cases: [string, unknown, string | undefined, Record<string, unknown>, string][] = [
     ['contents that are not an object', 'x', file, {}, `${at}expected an object of settings, got "x"`],
     ['contents that are an array', [], file, {}, `${at}expected an object of settings, got []`],
-    ['an unknown key, with a hint', { ...ok, chidren: {} }, file, {}, `${at}chidren: unknown key; did you mean "children"? (known: handler, listen, protocol, http, scgi, children, timeouts, overload, recycle, plugins, user, group, log, env, execArgv, childMemoryReducer, backlog, ordersPerWakeup, acceptChain, acceptChainChildren, acceptChainBatchMs, parentScheduling, deferAccept, tickInterval, status)`],
+    ['an unknown key, with a hint', { ...ok, chidren: {} }, file, {}, `${at}chidren: unknown key; did you mean "children"? (known: handler, listen, protocol, http, scgi, children, timeouts, overload, recycle, plugins, user, group, log, env, execArgv, childMemoryReducer, backlog, ordersPerWakeup, acceptChain, acceptChainChildren, acceptChainBatchMs, parentScheduling, deferAccept, notsentLowat, tickInterval, status)`],
     ['a handler that is not a string', { ...ok, handler: 5 }, file, {}, `${at}handler: expected a module path, got 5`],
     ['no handler', { listen: ':1' }, file, {}, `${at}handler: missing: the module that serves connections (or give --handler FILE)`],
     ['no handler and no file', { listen: ':1' }, undefined, {}, `command line: handler: no config file was found (searched ${root} and above, up to the project root, for ${searched}) and no --handler FILE was given`],
@@ -482,6 +482,7 @@ describe('resolveConfig: every refusal, word for word, labelled with where it ca
       acceptChainBatchMs: 0,
       parentScheduling: 'normal',
       deferAccept: 5,
+      notsentLowat: 16384,
       tickInterval: 50,
     };
     const config = await resolveConfig(

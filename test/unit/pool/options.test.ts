@@ -99,6 +99,7 @@ describe('pool options: every default and every refusal, word for word', () => {
       acceptChainBatchMs: 1,
       parentScheduling: 'batch',
       deferAccept: 0,
+      notsentLowat: 65536,
       children: { start: 4, min: 1, max: 32, minSpare: 2, maxSpare: 8, slots: 1, connections: 256 },
       timeouts: { accept: 5000, start: 30000, stop: 30000, drain: 5000, metrics: 1000, heartbeat: 30000, connection: 0 },
       tickInterval: 1000,
@@ -142,6 +143,7 @@ describe('pool options: every default and every refusal, word for word', () => {
       acceptChainBatchMs: 1000,
       parentScheduling: 'normal',
       deferAccept: 3600,
+      notsentLowat: 0,
       tickInterval: 10,
       timeouts: { accept: 1, start: 1, stop: 0, drain: 0, metrics: 1000, heartbeat: 0, connection: 1 },
       overload: { strategy: 'abrupt', response: 'busy', retryAfter: 3 },
@@ -165,7 +167,7 @@ describe('pool options: every default and every refusal, word for word', () => {
       { kind: 'systemd' },
       { kind: 'systemd' },
     ]);
-    expect(resolved).toMatchObject({ backlog: 65535, ordersPerWakeup: 1024, acceptChain: 0, acceptChainChildren: 1, acceptChainBatchMs: 1000, parentScheduling: 'normal', deferAccept: 3600, tickInterval: 10, logLevel: 'debug', childStderr: 'inherit', defaultPlugins: false, uid: 0, gid: 0 });
+    expect(resolved).toMatchObject({ backlog: 65535, ordersPerWakeup: 1024, acceptChain: 0, acceptChainChildren: 1, acceptChainBatchMs: 1000, parentScheduling: 'normal', deferAccept: 3600, notsentLowat: 0, tickInterval: 10, logLevel: 'debug', childStderr: 'inherit', defaultPlugins: false, uid: 0, gid: 0 });
     expect(resolved.timeouts).toEqual({ accept: 1, start: 1, stop: 0, drain: 0, metrics: 1000, heartbeat: 0, connection: 1 });
     expect(resolved.overload).toEqual({ strategy: 'abrupt', response: 'busy', retryAfter: 3 });
     // Read once, here: the recycling plugin gets these, every default made explicit.
@@ -186,7 +188,7 @@ describe('pool options: every default and every refusal, word for word', () => {
   const refusals: [string, unknown, string][] = [
     ['not an object', 'x', 'options: expected an object, got "x"'],
     ['an array', [], 'options: expected an object, got []'],
-    ['an unknown key', { ...minimal, bogus: 1 }, 'bogus: unknown option (known: handler, listen, protocol, http, scgi, backlog, ordersPerWakeup, acceptChain, acceptChainChildren, acceptChainBatchMs, parentScheduling, deferAccept, children, timeouts, tickInterval, status, overload, recycle, plugins, defaultPlugins, logger, logLevel, env, execArgv, childMemoryReducer, cwd, uid, gid, childStderr)'],
+    ['an unknown key', { ...minimal, bogus: 1 }, 'bogus: unknown option (known: handler, listen, protocol, http, scgi, backlog, ordersPerWakeup, acceptChain, acceptChainChildren, acceptChainBatchMs, parentScheduling, deferAccept, notsentLowat, children, timeouts, tickInterval, status, overload, recycle, plugins, defaultPlugins, logger, logLevel, env, execArgv, childMemoryReducer, cwd, uid, gid, childStderr)'],
     ['no handler', { listen: ':1' }, 'handler: expected a module path, got undefined'],
     ['an empty handler', { handler: '', listen: ':1' }, 'handler: expected a module path, got ""'],
     ['a cwd that is not a string', { ...minimal, cwd: 5 }, 'cwd: expected a directory path, got 5'],
@@ -263,6 +265,8 @@ describe('pool options: every default and every refusal, word for word', () => {
     ['acceptChain -1', { ...minimal, acceptChain: -1 }, 'acceptChain: expected an integer from 0 to 255, got -1'],
     ['acceptChainChildren 0', { ...minimal, acceptChainChildren: 0 }, 'acceptChainChildren: expected an integer from 1 to 65535, got 0'],
     ['deferAccept above 3600', { ...minimal, deferAccept: 3601 }, 'deferAccept: expected an integer from 0 to 3600, got 3601'],
+    ['a negative notsentLowat', { ...minimal, notsentLowat: -1 }, 'notsentLowat: expected an integer from 0 to 2147483647, got -1'],
+    ['a fractional notsentLowat', { ...minimal, notsentLowat: 1.5 }, 'notsentLowat: expected an integer from 0 to 2147483647, got 1.5'],
     ['tickInterval 9', { ...minimal, tickInterval: 9 }, 'tickInterval: expected an integer >= 10, got 9'],
     ['uid -1', { ...minimal, uid: -1 }, 'uid: expected a non-negative integer, got -1'],
     ['gid as a string', { ...minimal, gid: '0' }, 'gid: expected a non-negative integer, got "0"'],
