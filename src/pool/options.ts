@@ -145,8 +145,8 @@ export interface PoolOptions {
   /** Linux TCP_DEFER_ACCEPT, in seconds: offer a TCP connection only once it has sent data. 0 = off. @default 0 */
   deferAccept?: number;
   /**
-   * TCP_NOTSENT_LOWAT of each TCP listener, in bytes (Linux, macOS), which its connections
-   * inherit: a write to a connection takes at most about this many bytes that the client has not
+   * TCP_NOTSENT_LOWAT of each TCP listener, in bytes, which its connections inherit (Linux; macOS
+   * has the option, and is not checked for that): a write to a connection takes at most about this many bytes that the client has not
    * yet received into the kernel, and the rest of an answer waits in the child (a shared buffer is
    * not copied). Without it, the kernel takes up to its send buffer (4 MiB by default on Linux)
    * from every connection whose client reads slowly, and a thousand of them can fill the system's
