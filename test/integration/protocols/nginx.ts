@@ -37,16 +37,43 @@ export function findNginx(): string {
   return NGINX;
 }
 
-/** A loopback TCP port that was free a moment ago (bound to port 0, then released). */
+/**
+ * The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`), from which it picks the
+ * local ports of outgoing connections and of bind(0); 32768 to 60999 where it cannot be read.
+ */
+function ephemeralPorts(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high)) return [low!, high!];
+  } catch {
+    // Not Linux: the usual range.
+  }
+  return [32768, 60999];
+}
+
+/**
+ * A loopback TCP port that was free a moment ago, for a server that must be given its port
+ * before it starts (nginx, the `prefork` command). It is taken below the ephemeral range: a port
+ * from bind(0) lies inside it, where any test's client connection (slowhttptest opens a thousand)
+ * may take it as its local port before the server binds it. Chosen at random among 10,000 ports
+ * and checked by binding it, so tests running side by side rarely pick the same one.
+ */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  await once(server, 'close');
-  if (address === null || typeof address === 'string') throw new Error('could not read the bound port');
-  return address.port;
+  const [low] = ephemeralPorts();
+  const first = Math.max(1024, low - 10_000);
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = first + Math.floor(Math.random() * (low - first));
+    const server = createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (!bound) continue;
+    server.close();
+    await once(server, 'close');
+    return port;
+  }
+  throw new Error(`no free loopback port found in 50 tries from ${first} to ${low - 1}`);
 }
 
 /**
