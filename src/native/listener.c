@@ -449,10 +449,7 @@ napi_value prefork_set_notsent_lowat(napi_env env, napi_callback_info info) {
   if (!prefork_get_int32(env, argv[0], "fd", &fd) || !prefork_get_int32(env, argv[1], "bytes", &bytes)) {
     return NULL;
   }
-  if (bytes < 0) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "bytes must be 0 or more");
-    return NULL;
-  }
+  /* `bytes` is checked (0 to 2^31 - 1) on the TypeScript side, as listenTcp's options are. */
   bool set = false;
 #ifdef PREFORK_HAVE_NOTSENT_LOWAT
   if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &bytes, sizeof bytes) < 0) {

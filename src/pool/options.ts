@@ -146,9 +146,9 @@ export interface PoolOptions {
   deferAccept?: number;
   /**
    * TCP_NOTSENT_LOWAT of each TCP listener, in bytes, which its connections inherit (Linux; macOS
-   * has the option, and is not checked for that): a write to a connection takes at most about this many bytes that the client has not
-   * yet received into the kernel, and the rest of an answer waits in the child (a shared buffer is
-   * not copied). Without it, the kernel takes up to its send buffer (4 MiB by default on Linux)
+   * has the option, and is not checked for that): a write to a connection takes at most about this
+   * many bytes that the client has not yet received into the kernel, and the rest of an answer
+   * waits in the child (a shared buffer is not copied). Without it, the kernel takes up to its send buffer (4 MiB by default on Linux)
    * from every connection whose client reads slowly, and a thousand of them can fill the system's
    * TCP memory (`net.ipv4.tcp_mem`) for every program on the machine. 0 = the system's default
    * (`net.ipv4.tcp_notsent_lowat`, unlimited unless set).
